@@ -1,0 +1,490 @@
+"""One Apache httpd instance in its own temporary server root.
+
+Httpd owns a directory under the session temp dir:
+
+    <root>/conf/httpd.conf   written from conf/httpd.conf.tmpl
+    <root>/logs/error_log, access_log
+    <root>/run/              pid file, mutexes, cgid socket, SSL session cache
+    <root>/htdocs/           a copy of test/htdocs (tests may add files)
+    <root>/cgi-bin/          a copy of test/cgi-bin (kept executable)
+    <root>/cache/            CacheRoot for mod_cache_disk
+
+It listens on two free loopback ports: `http_port` (HTTP/1.1, h2c upgrade,
+h2c prior knowledge) and `https_port` (TLS: h2 via ALPN and HTTP/1.1).
+httpd runs as a daemon (`-k start`) with a clean environment; stop() and
+friends act on the pid in its PidFile only.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import weakref
+from typing import List, Optional, Tuple
+
+from . import logscan
+from .ports import free_ports, port_accepts
+
+# Modules loaded when present, in this order (the MPM, CGI and HTTP/2
+# modules are added separately).  Built-ins of Debian's apache2 (log_config,
+# logio, unixd, version, watchdog) must not appear here.
+STANDARD_MODULES = [
+    "authz_core", "authz_host", "authn_core", "authn_file", "auth_basic",
+    "authz_user", "mime", "dir", "alias", "ssl", "socache_shmcb", "rewrite",
+    "include", "headers", "setenvif", "deflate", "filter", "env", "status",
+    "autoindex", "proxy", "proxy_http", "cache", "cache_disk", "expires",
+]
+MPMS = ("event", "worker", "prefork")
+RESUMING = "resuming normal operations"
+
+
+class HttpdError(Exception):
+    """httpd failed to start, stop or reload; the message has the log tail."""
+
+
+def file_content(size: int) -> bytes:
+    """Deterministic content of `size` bytes for Httpd.make_file().
+
+    16-byte lines, each the zero-padded decimal offset of the line, so a
+    truncated or shifted body shows where it went wrong.
+    """
+    lines = (b"%015d\n" % off for off in range(0, size + 15, 16))
+    return b"".join(lines)[:size]
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] or "httpd"
+
+
+def _alive(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class Httpd:
+    """An httpd with its own server root, config and ports."""
+
+    _live = weakref.WeakSet()     # every Httpd whose log the test scan reads
+
+    def __init__(self, env, name: str = "default", mpm: str = "event",
+                 module: Optional[str] = None, cgi: Optional[str] = None):
+        """`module`: 'h2x' or 'http2' (default: env.module).  `cgi`: 'cgid'
+        or 'cgi' (default: cgi for prefork, cgid otherwise)."""
+        self.env = env
+        self.name = name
+        self.mpm = mpm
+        self.module = module or env.module
+        self.cgi = cgi
+        self._check_choices()
+        self.root = tempfile.mkdtemp(prefix=_safe_name(name) + "-", dir=env.session_dir)
+        os.chmod(self.root, 0o755)
+        for sub in ("conf", "logs", "run", "cache"):
+            os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
+        shutil.chown(os.path.join(self.root, "cache"), "www-data", "www-data")
+        self._copy_tree(env.htdocs_src, self.docroot, executable=False)
+        self._copy_tree(env.cgi_src, os.path.join(self.root, "cgi-bin"), executable=True)
+        self.conf_path = os.path.join(self.root, "conf", "httpd.conf")
+        self.http_port, self.https_port = free_ports(2)
+        self.log = logscan.LogScanner(self.error_log_path)
+        self._config_kw = None
+        Httpd._live.add(self)
+
+    # -- paths and urls ---------------------------------------------------
+
+    @property
+    def docroot(self) -> str:
+        return os.path.join(self.root, "htdocs")
+
+    @property
+    def cgi_bin(self) -> str:
+        return os.path.join(self.root, "cgi-bin")
+
+    @property
+    def error_log_path(self) -> str:
+        return os.path.join(self.root, "logs", "error_log")
+
+    @property
+    def access_log_path(self) -> str:
+        return os.path.join(self.root, "logs", "access_log")
+
+    @property
+    def pid_path(self) -> str:
+        return os.path.join(self.root, "run", "httpd.pid")
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The parent's pid from the PidFile, or None if there is none."""
+        try:
+            with open(self.pid_path) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def running(self) -> bool:
+        pid = self.pid
+        return pid is not None and _alive(pid)
+
+    def url(self, path: str = "/", tls: bool = False) -> str:
+        """http://127.0.0.1:<http_port>/path or https://localhost:<https_port>/path."""
+        if not path.startswith("/"):
+            path = "/" + path
+        if tls:
+            return f"https://localhost:{self.https_port}{path}"
+        return f"http://127.0.0.1:{self.http_port}{path}"
+
+    def authority(self, tls: bool = False) -> str:
+        return f"localhost:{self.https_port}" if tls else f"127.0.0.1:{self.http_port}"
+
+    # -- content ----------------------------------------------------------
+
+    def make_file(self, relpath: str, size: int) -> str:
+        """Write `size` bytes of file_content() to htdocs/relpath; return its path."""
+        path = os.path.join(self.docroot, relpath.lstrip("/"))
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(file_content(size))
+        os.chmod(path, 0o644)
+        return path
+
+    def make_cgi(self, relpath: str, source: str, in_cgi_bin: bool = False) -> str:
+        """Write an executable script to htdocs/relpath (or cgi-bin/relpath)."""
+        base = self.cgi_bin if in_cgi_bin else self.docroot
+        path = os.path.join(base, relpath.lstrip("/"))
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(source)
+        os.chmod(path, 0o755)
+        return path
+
+    # -- logs -------------------------------------------------------------
+
+    def expect_log(self, pattern: str, required: bool = False):
+        """Declare error-log lines matching `pattern` expected in this test.
+
+        With required=True the test also fails if no line matches it.
+        """
+        logscan.EXPECTED.add(pattern, required=required)
+
+    def error_log_lines(self) -> List[str]:
+        try:
+            with open(self.error_log_path, errors="replace") as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def access_log_lines(self) -> List[str]:
+        try:
+            with open(self.access_log_path, errors="replace") as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def error_log_tail(self, n: int = 30) -> str:
+        return "\n".join(self.error_log_lines()[-n:])
+
+    def _log_size(self) -> int:
+        try:
+            return os.path.getsize(self.error_log_path)
+        except FileNotFoundError:
+            return 0
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with open(self.error_log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- configuration ----------------------------------------------------
+
+    def write_config(self, extra_global: str = "", extra_vhost: str = "",
+                     extra_tls_vhost: str = "", loglevel: Optional[str] = None,
+                     mpm: Optional[str] = None, module: Optional[str] = None,
+                     cgi: Optional[str] = None) -> str:
+        """Write conf/httpd.conf; return its path.  Takes effect on (re)start.
+
+        extra_global is placed at server level after the defaults, so it can
+        override them and is inherited by both vhosts (the place for
+        <Location> blocks and H2* directives meant for both ports).
+        extra_vhost goes into the plain vhost, extra_tls_vhost into the TLS
+        one.  loglevel defaults to 'warn <module>:debug'.  mpm, module and
+        cgi, when given, change this server's choice from now on.
+        """
+        if mpm:
+            self.mpm = mpm
+        if module:
+            self.module = module
+        if cgi:
+            self.cgi = cgi
+        self._check_choices()
+        self._config_kw = dict(extra_global=extra_global, extra_vhost=extra_vhost,
+                               extra_tls_vhost=extra_tls_vhost, loglevel=loglevel)
+        self._render(self.conf_path, **self._config_kw)
+        return self.conf_path
+
+    def check_config(self, extra_global: str = "", extra_vhost: str = "",
+                     extra_tls_vhost: str = "") -> Tuple[int, str]:
+        """Run `apache2 -t` on a config with these extra lines.
+
+        Returns (returncode, stdout+stderr).  The running server (if any) and
+        its config are not touched.
+        """
+        path = os.path.join(self.root, "conf", "check.conf")
+        self._render(path, extra_global=extra_global, extra_vhost=extra_vhost,
+                     extra_tls_vhost=extra_tls_vhost, loglevel=None)
+        proc = self._apache2("-t", conf=path)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    def loaded_modules(self) -> List[str]:
+        """Module names httpd loads with the current config ('h2x_module', ...),
+        from `apache2 -t -D DUMP_MODULES`."""
+        proc = self._apache2("-t", "-D", "DUMP_MODULES")
+        if proc.returncode != 0:
+            raise HttpdError(f"{self.name}: DUMP_MODULES failed:\n{proc.stdout}{proc.stderr}")
+        return [m.group(1) for m in re.finditer(r"^\s*(\w+) \((?:static|shared)\)",
+                                                 proc.stdout, re.M)]
+
+    def _check_choices(self):
+        if self.mpm not in MPMS:
+            raise ValueError(f"mpm must be one of {MPMS}, not {self.mpm!r}")
+        if self.cgi not in (None, "cgi", "cgid"):
+            raise ValueError(f"cgi must be 'cgi' or 'cgid', not {self.cgi!r}")
+
+    def _cgi_module(self) -> str:
+        if self.cgi:
+            return self.cgi
+        return "cgi" if self.mpm == "prefork" else "cgid"
+
+    def _load_lines(self) -> str:
+        env = self.env
+        lines = [f"LoadModule mpm_{self.mpm}_module {env.module_dir}/mod_mpm_{self.mpm}.so"]
+        for name in STANDARD_MODULES + [self._cgi_module()]:
+            path = env.apache_module(name)
+            if path:
+                lines.append(f"LoadModule {name}_module {path}")
+        so = env.module_so(self.module)
+        if not os.path.exists(so):
+            raise HttpdError(
+                f"the HTTP/2 module '{self.module}' is not at {so}: build it, set "
+                f"H2X_MODULE_PATH, or run with H2X_TEST_MODULE=http2")
+        lines.append(f"LoadModule {env.module_symbol(self.module)} {so}")
+        if env.has_test_module:
+            lines.append(f"LoadModule h2x_test_module {env.test_module_path}")
+        return "\n".join(lines)
+
+    def _render(self, path: str, extra_global: str, extra_vhost: str,
+                extra_tls_vhost: str, loglevel: Optional[str]):
+        cert, key = self.env.cert()
+        cgi = self._cgi_module()
+        cgi_conf = (f'<IfModule cgid_module>\n    ScriptSock "{self.root}/run/cgisock"\n'
+                    f'</IfModule>' if cgi == "cgid" else "")
+        values = {
+            "ROOT": self.root,
+            "HTTP_PORT": str(self.http_port),
+            "HTTPS_PORT": str(self.https_port),
+            "CERT": cert,
+            "KEY": key,
+            "LOAD_MODULES": self._load_lines(),
+            "LOGLEVEL": loglevel or f"warn {self.env.module_log_name(self.module)}:debug",
+            "CGI_CONFIG": cgi_conf + f'\n<IfModule cache_disk_module>\n'
+                                     f'    CacheRoot "{self.root}/cache"\n</IfModule>',
+            "EXTRA_GLOBAL": extra_global,
+            "EXTRA_VHOST": extra_vhost,
+            "EXTRA_TLS_VHOST": extra_tls_vhost,
+        }
+        tmpl_path = os.path.join(self.env.conf_template_dir, "httpd.conf.tmpl")
+        with open(tmpl_path) as f:
+            text = f.read()
+
+        def subst(m):
+            key_ = m.group(1)
+            if key_ not in values:
+                raise KeyError(f"{tmpl_path}: unknown placeholder @{key_}@")
+            return values[key_]
+        text = re.sub(r"@([A-Z_]+)@", subst, text)
+        with open(path, "w") as f:
+            f.write(text)
+
+    # -- process control --------------------------------------------------
+
+    def _apache2(self, *args, conf: Optional[str] = None, timeout: float = 30):
+        """Run the apache2 binary on our config with a clean environment."""
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C",
+               "APACHE_RUN_USER": "www-data", "APACHE_RUN_GROUP": "www-data"}
+        for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if var in os.environ:
+                env[var] = os.environ[var]
+        cmd = [self.env.apache2, "-d", self.root, "-f", conf or self.conf_path, *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def start(self, timeout: float = 10.0):
+        """Start httpd and wait until both ports accept connections.
+
+        Writes the default config first if none was written.  If another
+        process took one of our ports meanwhile, new ports are chosen and the
+        start is retried.  Raises HttpdError with the error-log tail.
+        """
+        if self._config_kw is None:
+            self.write_config()
+        if self.running:
+            raise HttpdError(f"{self.name}: already running as pid {self.pid}")
+        for attempt in range(3):
+            offset = self._log_size()
+            proc = self._apache2("-k", "start")
+            if proc.returncode != 0:
+                raise HttpdError(
+                    f"{self.name}: apache2 -k start exited {proc.returncode}:\n"
+                    f"{proc.stdout}{proc.stderr}\n-- error_log:\n{self._log_since(offset)}")
+            if self._wait_ready(timeout):
+                return
+            log = self._log_since(offset)
+            self._kill_all()
+            if "Address already in use" in log and attempt < 2:
+                self.http_port, self.https_port = free_ports(2)
+                self._render(self.conf_path, **self._config_kw)
+                continue
+            raise HttpdError(f"{self.name}: not ready within {timeout}s on ports "
+                             f"{self.http_port}/{self.https_port}\n-- error_log:\n{log}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.pid
+            if pid is not None:
+                if not _alive(pid):
+                    return False
+                if port_accepts(self.http_port) and port_accepts(self.https_port):
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, timeout: float = 10.0):
+        """Stop httpd (SIGTERM to the parent) and wait until it is gone.
+
+        After `timeout` the process group is killed with SIGKILL.
+        """
+        pid = self.pid
+        if pid is None or not _alive(pid):
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if not self._wait_gone(pid, timeout):
+            self._kill_all()
+            raise HttpdError(f"{self.name}: pid {pid} did not stop within {timeout}s; "
+                             f"killed\n-- error_log:\n{self.error_log_tail()}")
+
+    def restart(self, timeout: float = 10.0):
+        """Full stop and start (a fresh parent, so MPM and module changes apply)."""
+        self.stop()
+        self.start(timeout=timeout)
+
+    def reconfigure(self, timeout: float = 10.0, **kw):
+        """write_config(**kw), then restart().  No kw means the default config."""
+        self.write_config(**kw)
+        self.restart(timeout=timeout)
+
+    def graceful(self, timeout: float = 10.0):
+        """`apache2 -k graceful`; wait until the new generation is serving."""
+        pid = self.pid
+        if pid is None or not _alive(pid):
+            raise HttpdError(f"{self.name}: graceful restart of a server that is not running")
+        offset = self._log_size()
+        proc = self._apache2("-k", "graceful")
+        if proc.returncode != 0:
+            raise HttpdError(f"{self.name}: apache2 -k graceful exited {proc.returncode}:\n"
+                             f"{proc.stdout}{proc.stderr}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if RESUMING in self._log_since(offset) and \
+                    port_accepts(self.http_port) and port_accepts(self.https_port):
+                return
+            if not _alive(pid):
+                break
+            time.sleep(0.05)
+        raise HttpdError(f"{self.name}: graceful restart did not complete within "
+                         f"{timeout}s\n-- error_log:\n{self._log_since(offset)}")
+
+    def graceful_stop(self, timeout: float = 30.0, wait: bool = True):
+        """`apache2 -k graceful-stop`; with wait, until the parent is gone."""
+        pid = self.pid
+        if pid is None or not _alive(pid):
+            return
+        proc = self._apache2("-k", "graceful-stop")
+        if proc.returncode != 0:
+            raise HttpdError(f"{self.name}: apache2 -k graceful-stop exited "
+                             f"{proc.returncode}:\n{proc.stdout}{proc.stderr}")
+        if wait and not self._wait_gone(pid, timeout):
+            raise HttpdError(f"{self.name}: pid {pid} still there {timeout}s after "
+                             f"graceful-stop")
+
+    @staticmethod
+    def _wait_gone(pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return True
+            time.sleep(0.05)
+        return not _alive(pid)
+
+    def _kill_all(self):
+        """SIGKILL our httpd's process group (httpd is a session leader)."""
+        pid = self.pid
+        if pid is None:
+            return
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        self._wait_gone(pid, 5.0)
+
+    def close(self):
+        """Stop the server and stop scanning its log."""
+        try:
+            self.stop()
+        finally:
+            Httpd._live.discard(self)
+
+    @classmethod
+    def live(cls) -> List["Httpd"]:
+        """All Httpd objects whose error logs the per-test scan reads."""
+        return list(cls._live)
+
+    # -- helpers ----------------------------------------------------------
+
+    @staticmethod
+    def _copy_tree(src: str, dst: str, executable: bool):
+        os.makedirs(dst, mode=0o755, exist_ok=True)
+        if not os.path.isdir(src):
+            return
+        shutil.copytree(src, dst, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for base, dirs, files in os.walk(dst):
+            os.chmod(base, 0o755)
+            for fn in files:
+                os.chmod(os.path.join(base, fn), 0o755 if executable else 0o644)
+
+    def __repr__(self):
+        return (f"Httpd({self.name}, module={self.module}, mpm={self.mpm}, "
+                f"ports={self.http_port}/{self.https_port}, root={self.root})")

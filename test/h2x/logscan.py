@@ -1,0 +1,146 @@
+"""Error-log scan: a test fails if httpd logged something unexpected.
+
+After every test, the lines each httpd wrote to its error log since the
+previous scan are checked (the scanner remembers its file offset, so each
+test sees only the lines written during it; start-up lines of a module's
+server count for that module's first test).  A line is a problem if it
+
+- shows a crash: `exit signal`, `Segmentation fault`, AH00052, AH00060,
+  glibc/ASan/C++ abort messages, at any log level; or
+- is logged at emerg, alert, crit, error or warn,
+
+and matches neither BENIGN (below, always allowed) nor a pattern the test
+declared with `httpd.expect_log(regex)` or `@pytest.mark.expect_log(regex, ...)`.
+"""
+
+import os
+import re
+from typing import List, Optional, Pattern
+
+# Lines that are allowed in every test.  Keep each with its reason.
+BENIGN = [
+    # mod_ssl: certificate name does not match a vhost ServerName.
+    r"AH01909",
+    # core: could not determine the server's FQDN (we set ServerName).
+    r"AH00558",
+    # mod_ssl: server certificate is a CA certificate (ours is not).
+    r"AH01906",
+]
+
+# Patterns that mark a crash, whatever the level of the line.
+CRASH = [
+    r"exit signal",
+    r"Segmentation fault",
+    r"AH00052",          # child pid N exit signal ...
+    r"AH00060",          # seg fault or similar nasty error in the parent
+    r"double free",
+    r"corrupted (size|double-linked|top size)",
+    r"malloc\(\): ",
+    r"free\(\): ",
+    r"terminate called",
+    r"Assertion .* failed",
+    r"AddressSanitizer",
+    r"stack smashing detected",
+]
+
+_LEVEL_RE = re.compile(
+    r"^\[[^\]]*\] \[(?:[\w.-]*:)?(emerg|alert|crit|error|warn)\]")
+_CRASH_RE = re.compile("|".join(f"(?:{p})" for p in CRASH))
+
+
+class Expectations:
+    """The log patterns the running test declared as expected.
+
+    One instance is shared by all servers; conftest resets it before each
+    test and adds the patterns of `@pytest.mark.expect_log`.
+    """
+
+    def __init__(self):
+        self.patterns: List[Pattern] = []
+        self.required: List[Pattern] = []
+        self.seen = {}
+
+    def reset(self):
+        self.patterns.clear()
+        self.required.clear()
+        self.seen.clear()
+
+    def add(self, pattern: str, required: bool = False):
+        rx = re.compile(pattern)
+        self.patterns.append(rx)
+        if required:
+            self.required.append(rx)
+
+    def match(self, line: str) -> bool:
+        for rx in self.patterns:
+            if rx.search(line):
+                self.seen[rx.pattern] = self.seen.get(rx.pattern, 0) + 1
+                return True
+        return False
+
+    def missing(self) -> List[str]:
+        """Required patterns that matched no line so far."""
+        return [rx.pattern for rx in self.required if not self.seen.get(rx.pattern)]
+
+
+# Shared by every LogScanner; reset per test by conftest.
+EXPECTED = Expectations()
+_BENIGN_RE = re.compile("|".join(f"(?:{p})" for p in BENIGN))
+
+
+def classify(line: str) -> Optional[str]:
+    """'crash', 'error' (emerg..warn) or None for an ordinary line."""
+    if _CRASH_RE.search(line):
+        return "crash"
+    if _LEVEL_RE.match(line):
+        return "error"
+    return None
+
+
+def is_problem(line: str, expectations: Optional[Expectations] = None) -> bool:
+    """True if `line` should fail the test."""
+    if classify(line) is None:
+        return False
+    expectations = expectations or EXPECTED
+    if expectations.match(line):
+        return False
+    return not _BENIGN_RE.search(line)
+
+
+class LogScanner:
+    """Reads a log file incrementally; each scan() returns the new problems."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.offset = 0
+
+    def _new_lines(self, consume: bool) -> List[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1          # only complete lines
+        if consume:
+            self.offset += end
+        return data[:end].decode("utf-8", errors="replace").splitlines()
+
+    def scan(self) -> List[str]:
+        """Consume the lines written since the last scan; return the problems."""
+        return [l for l in self._new_lines(consume=True) if is_problem(l)]
+
+    def peek(self) -> List[str]:
+        """Like scan(), but the lines stay for the next scan()."""
+        return [l for l in self._new_lines(consume=False) if is_problem(l)]
+
+    def new_lines(self) -> List[str]:
+        """All lines written since the last scan, without consuming them."""
+        return self._new_lines(consume=False)
+
+    def skip_to_end(self):
+        """Ignore everything written so far."""
+        try:
+            self.offset = os.path.getsize(self.path)
+        except FileNotFoundError:
+            self.offset = 0
