@@ -286,7 +286,9 @@ class FrameClient:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["h2"])
+            # Offer http/1.1 too: some servers answer with it when h2 is off,
+            # which is then reported below instead of a TLS alert.
+            ctx.set_alpn_protocols(["h2", "http/1.1"])
             raw = ctx.wrap_socket(raw, server_hostname=self.sni)
             self.alpn = raw.selected_alpn_protocol()
             if self.alpn != "h2":

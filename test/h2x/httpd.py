@@ -233,6 +233,9 @@ class Httpd:
         if cgi:
             self.cgi = cgi
         self._check_choices()
+        # mod_http2 warns that it disables itself under prefork (AH10034).
+        self.log.set_benign(["AH10034"] if (self.module, self.mpm) == ("http2", "prefork")
+                            else [])
         self._config_kw = dict(extra_global=extra_global, extra_vhost=extra_vhost,
                                extra_tls_vhost=extra_tls_vhost, loglevel=loglevel)
         self._render(self.conf_path, **self._config_kw)
@@ -345,23 +348,26 @@ class Httpd:
             self.write_config()
         if self.running:
             raise HttpdError(f"{self.name}: already running as pid {self.pid}")
-        for attempt in range(3):
+        if os.path.exists(self.pid_path):     # stale, from a killed server
+            os.unlink(self.pid_path)
+        attempts = 3
+        for attempt in range(1, attempts + 1):
             offset = self._log_size()
             proc = self._apache2("-k", "start")
-            if proc.returncode != 0:
-                raise HttpdError(
-                    f"{self.name}: apache2 -k start exited {proc.returncode}:\n"
-                    f"{proc.stdout}{proc.stderr}\n-- error_log:\n{self._log_since(offset)}")
-            if self._wait_ready(timeout):
+            if proc.returncode == 0 and self._wait_ready(timeout):
                 return
-            log = self._log_since(offset)
-            self._kill_all()
-            if "Address already in use" in log and attempt < 2:
+            # A bind failure shows on stderr (before daemonizing) or in the log.
+            output = f"{proc.stdout}{proc.stderr}\n-- error_log:\n{self._log_since(offset)}"
+            if proc.returncode == 0:
+                self._kill_all()
+            if "Address already in use" in output and attempt < attempts:
                 self.http_port, self.https_port = free_ports(2)
                 self._render(self.conf_path, **self._config_kw)
                 continue
-            raise HttpdError(f"{self.name}: not ready within {timeout}s on ports "
-                             f"{self.http_port}/{self.https_port}\n-- error_log:\n{log}")
+            what = (f"apache2 -k start exited {proc.returncode}" if proc.returncode
+                    else f"not ready within {timeout}s")
+            raise HttpdError(f"{self.name}: {what} (ports {self.http_port}/"
+                             f"{self.https_port}):\n{output}")
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -445,19 +451,33 @@ class Httpd:
             time.sleep(0.05)
         return not _alive(pid)
 
+    def _our_processes(self) -> List[int]:
+        """Pids of live apache2 processes running on this server root (the
+        parent and children; CGIs are not included)."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0] == self.env.apache2.encode() and \
+                    self.root.encode() in argv and _alive(int(entry)):
+                pids.append(int(entry))
+        return pids
+
     def _kill_all(self):
-        """SIGKILL our httpd's process group (httpd is a session leader)."""
-        pid = self.pid
-        if pid is None:
-            return
-        try:
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, signal.SIGKILL)
-            else:
+        """SIGKILL every apache2 process of this server root, by pid."""
+        pids = self._our_processes()
+        for pid in pids:
+            try:
                 os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        self._wait_gone(pid, 5.0)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            self._wait_gone(pid, 5.0)
 
     def close(self):
         """Stop the server and stop scanning its log."""

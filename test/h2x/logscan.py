@@ -97,12 +97,15 @@ def classify(line: str) -> Optional[str]:
     return None
 
 
-def is_problem(line: str, expectations: Optional[Expectations] = None) -> bool:
-    """True if `line` should fail the test."""
+def is_problem(line: str, expectations: Optional[Expectations] = None,
+               benign: Optional[Pattern] = None) -> bool:
+    """True if `line` should fail the test.  `benign`: extra allowed lines."""
     if classify(line) is None:
         return False
     expectations = expectations or EXPECTED
     if expectations.match(line):
+        return False
+    if benign is not None and benign.search(line):
         return False
     return not _BENIGN_RE.search(line)
 
@@ -113,6 +116,12 @@ class LogScanner:
     def __init__(self, path: str):
         self.path = path
         self.offset = 0
+        self.benign: Optional[Pattern] = None   # lines allowed for this server only
+
+    def set_benign(self, patterns: List[str]):
+        """Allow lines matching any of `patterns` in this log (config-specific
+        warnings, e.g. mod_http2 refusing prefork)."""
+        self.benign = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
 
     def _new_lines(self, consume: bool) -> List[str]:
         try:
@@ -128,11 +137,11 @@ class LogScanner:
 
     def scan(self) -> List[str]:
         """Consume the lines written since the last scan; return the problems."""
-        return [l for l in self._new_lines(consume=True) if is_problem(l)]
+        return [l for l in self._new_lines(consume=True) if is_problem(l, benign=self.benign)]
 
     def peek(self) -> List[str]:
         """Like scan(), but the lines stay for the next scan()."""
-        return [l for l in self._new_lines(consume=False) if is_problem(l)]
+        return [l for l in self._new_lines(consume=False) if is_problem(l, benign=self.benign)]
 
     def new_lines(self) -> List[str]:
         """All lines written since the last scan, without consuming them."""
