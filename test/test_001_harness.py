@@ -7,14 +7,13 @@ client over HTTP/2; it runs against the module H2X_TEST_MODULE selects
 """
 
 import os
-import re
 import time
 
 import pytest
 
 from h2x import logscan
 from h2x.clients import curl, h2load, nghttp
-from h2x.frames import ErrorCodes, FrameClient
+from h2x.frames import ErrorCodes
 from h2x.httpd import file_content
 
 INDEX_TEXT = b"mod_h2x test site"
@@ -379,3 +378,14 @@ def test_h2x_001_39_frames_settings(frame_client):
     c.send_settings(ack=True)
     sid = c.request("GET", "/")
     assert c.wait_stream_end(sid)
+
+
+@pytest.mark.h2
+def test_h2x_001_40_frames_client_goaway(frame_client):
+    c = frame_client()
+    sid = c.request("GET", "/1k.txt")
+    assert c.wait_stream_end(sid)
+    c.send_goaway(last_stream_id=0)
+    assert c.sent[-1].type == "GOAWAY" and c.sent[-1].error_code == ErrorCodes.NO_ERROR
+    c.run(timeout=0.2)
+    assert not c.errors

@@ -29,7 +29,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import hpack
 from h2.errors import ErrorCodes
@@ -103,6 +103,10 @@ class Frame:
         s = self.type
         if self.type in ("DATA", "HEADERS", "CONTINUATION", "PUSH_PROMISE"):
             s += f"({self.length})"
+        if self.increment is not None:
+            s += f"(+{self.increment})"
+        if self.last_stream_id is not None:
+            s += f"(last={self.last_stream_id})"
         if self.error_code is not None:
             s += f"({self.error_name})"
         if self.flags:
@@ -307,7 +311,7 @@ class FrameClient:
             self.window_update(0, self.window - DEFAULT_WINDOW)
 
     def close(self):
-        """Close the socket (no GOAWAY; use goaway() first for a polite close)."""
+        """Close the socket (no GOAWAY; use send_goaway() first for a polite close)."""
         if self.sock is not None:
             try:
                 self.sock.close()
@@ -519,8 +523,9 @@ class FrameClient:
         self.send_frame(PriorityFrame(sid, depends_on=depends_on,
                                       stream_weight=weight - 1, exclusive=exclusive))
 
-    def goaway(self, last_stream_id: int = 0, code: int = ErrorCodes.NO_ERROR,
-               debug: bytes = b""):
+    def send_goaway(self, last_stream_id: int = 0, code: int = ErrorCodes.NO_ERROR,
+                    debug: bytes = b""):
+        """Send GOAWAY (the received ones are in self.goaways / self.goaway)."""
         self.send_frame(GoAwayFrame(0, last_stream_id=last_stream_id,
                                     error_code=int(code), additional_data=debug))
 
