@@ -6,7 +6,8 @@ Fixtures:
   httpd         (module)   h2x.httpd.Httpd with the default config, started;
                            stopped (and its last log lines scanned) at the
                            end of the module.  Tests needing other config call
-                           httpd.reconfigure(...).
+                           httpd.reconfigure(...); for a whole module, use a
+                           module-scoped autouse fixture that does so.
   frame_client  (function) factory for h2x.frames.FrameClient connected to
                            httpd; at teardown every stream a client opened
                            must have ended (END_STREAM or RST_STREAM).
@@ -98,8 +99,12 @@ def session_dir(env):
 def httpd(env, request, pytestconfig):
     """The module's server, started with the default config."""
     server = Httpd(env, name=request.module.__name__, mpm=pytestconfig.getoption("mpm"))
-    server.write_config()
-    server.start()
+    try:
+        server.write_config()
+        server.start()
+    except Exception:
+        Httpd._live.discard(server)
+        raise
     yield server
     try:
         server.stop()

@@ -94,7 +94,10 @@ class Httpd:
         os.chmod(self.root, 0o755)
         for sub in ("conf", "logs", "run", "cache"):
             os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
-        shutil.chown(os.path.join(self.root, "cache"), "www-data", "www-data")
+        try:    # mod_cache_disk writes here as www-data
+            shutil.chown(os.path.join(self.root, "cache"), "www-data", "www-data")
+        except (OSError, LookupError):
+            pass
         self._copy_tree(env.htdocs_src, self.docroot, executable=False)
         self._copy_tree(env.cgi_src, os.path.join(self.root, "cgi-bin"), executable=True)
         self.conf_path = os.path.join(self.root, "conf", "httpd.conf")
