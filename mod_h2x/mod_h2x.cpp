@@ -5,7 +5,11 @@
 #include <http_protocol.h>
 #include <apr_optional.h>
 
+#include "h2x_c1.h"
+#include "h2x_c2.h"
 #include "h2x_config.h"
+#include "h2x_vars.h"
+#include "h2x_workers.h"
 
 namespace {
 
@@ -29,10 +33,21 @@ int h2x_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     return h2x::post_config(pconf, ptemp, s);
 }
 
+void h2x_child_init(apr_pool_t *pchild, server_rec *s) noexcept
+{
+    const h2x::ServerConfig &cfg = h2x::server_config(s);
+    h2x::c2_child_init(pchild, s);
+    h2x::Workers::create(pchild, s, cfg.min_workers, cfg.max_workers, cfg.max_worker_idle_secs);
+}
+
 void h2x_register_hooks(apr_pool_t *) noexcept
 {
     ap_hook_pre_config(h2x_pre_config, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_post_config(h2x_post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_child_init(h2x_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
+    h2x::c1_register_hooks();
+    h2x::c2_register_hooks();
+    h2x::vars_register();
 }
 
 } // namespace

@@ -1,0 +1,195 @@
+/* h2x_beam.cpp: see h2x_beam.h. */
+#include "h2x_private.h"
+#include "h2x_beam.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+namespace h2x {
+
+const char *abort_reason_name(AbortReason reason) noexcept
+{
+    switch (reason) {
+    case AbortReason::NONE: return "none";
+    case AbortReason::INCOMPLETE: return "response incomplete: handler ended without EOS";
+    case AbortReason::HANDLER_ERROR: return "handler error after response start";
+    case AbortReason::LENGTH: return "body length does not match Content-Length";
+    case AbortReason::TIMEOUT: return "IO timeout";
+    case AbortReason::PEER_RESET: return "reset by peer";
+    case AbortReason::CONN_GONE: return "connection gone";
+    }
+    return "?";
+}
+
+Beam::Beam(const char *tag, std::size_t max_buffer) noexcept
+    : tag_(tag), max_buffer_(max_buffer ? max_buffer : 1)
+{
+}
+
+/* Wake the other side: threads waiting on cond_ and, after unlocking, the
+ * notifier (which must not take lock_). */
+void Beam::signal(std::unique_lock<std::mutex> &lock) noexcept
+{
+    cond_.notify_all();
+    lock.unlock();
+    if (notify_) {
+        notify_();
+    }
+}
+
+void Beam::set_end(BeamEnd end, AbortReason reason) noexcept
+{
+    if (end_ != BeamEnd::OPEN) {
+        /* The terminal state is written once. Ending twice is harmless for
+         * the peer (the first end wins) but shows a logic error here. */
+        if (!(end == BeamEnd::ABORTED && end_ == BeamEnd::ABORTED)) {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, nullptr, H2XLOGNO(10002)
+                         "beam %s: BUG: ending twice (%d then %d)", tag_,
+                         static_cast<int>(end_), static_cast<int>(end));
+        }
+        return;
+    }
+    end_ = end;
+    reason_ = reason;
+}
+
+SendResult Beam::send(std::vector<Head> *heads, const char *data, std::size_t len,
+                      Head *trailers, bool eos, apr_interval_time_t timeout) noexcept
+{
+    std::unique_lock<std::mutex> lock(lock_);
+    if (timeout > 0 && len > 0) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(timeout);
+        while (end_ == BeamEnd::OPEN && buffered_ >= max_buffer_) {
+            if (cond_.wait_until(lock, deadline) == std::cv_status::timeout
+                && end_ == BeamEnd::OPEN && buffered_ >= max_buffer_) {
+                return SendResult::TIMED_OUT;
+            }
+        }
+    }
+    if (end_ != BeamEnd::OPEN) {
+        return end_ == BeamEnd::ABORTED ? SendResult::ABORTED : SendResult::ACCEPTED;
+    }
+    bool changed = false;
+    if (heads && !heads->empty()) {
+        for (auto &h : *heads) {
+            heads_.push_back(std::move(h));
+        }
+        heads->clear();
+        changed = true;
+    }
+    if (len) {
+        chunks_.emplace_back(data, len);
+        buffered_ += len;
+        sent_ += len;
+        changed = true;
+    }
+    if (trailers) {
+        if (has_trailers_) {
+            for (auto &f : trailers->fields) {
+                trailers_.fields.push_back(std::move(f));
+            }
+        }
+        else {
+            trailers_ = std::move(*trailers);
+            has_trailers_ = true;
+        }
+        changed = true;
+    }
+    if (eos) {
+        set_end(BeamEnd::COMPLETE, AbortReason::NONE);
+        changed = true;
+    }
+    if (changed) {
+        signal(lock);
+    }
+    return SendResult::ACCEPTED;
+}
+
+void Beam::abort(AbortReason reason) noexcept
+{
+    std::unique_lock<std::mutex> lock(lock_);
+    set_end(BeamEnd::ABORTED, reason);
+    /* An aborted beam delivers nothing more. */
+    chunks_.clear();
+    chunk_off_ = 0;
+    buffered_ = 0;
+    signal(lock);
+}
+
+std::size_t Beam::read_data(char *buf, std::size_t max, State *after) noexcept
+{
+    std::unique_lock<std::mutex> lock(lock_);
+    std::size_t n = 0;
+    while (n < max && !chunks_.empty()) {
+        std::string &front = chunks_.front();
+        std::size_t take = std::min(max - n, front.size() - chunk_off_);
+        std::memcpy(buf + n, front.data() + chunk_off_, take);
+        n += take;
+        chunk_off_ += take;
+        if (chunk_off_ == front.size()) {
+            chunks_.pop_front();
+            chunk_off_ = 0;
+        }
+    }
+    if (n) {
+        buffered_ -= n;
+        received_ += n;
+        cond_.notify_all(); /* a sender blocked on a full beam may go on */
+    }
+    if (after) {
+        *after = state_locked();
+    }
+    return n;
+}
+
+bool Beam::wait_readable(apr_interval_time_t timeout) noexcept
+{
+    std::unique_lock<std::mutex> lock(lock_);
+    auto ready = [this] { return buffered_ > 0 || has_trailers_ || end_ != BeamEnd::OPEN; };
+    if (timeout <= 0) {
+        cond_.wait(lock, ready);
+        return true;
+    }
+    return cond_.wait_for(lock, std::chrono::microseconds(timeout), ready);
+}
+
+Beam::State Beam::take_heads(std::vector<Head> *heads) noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    for (auto &h : heads_) {
+        heads->push_back(std::move(h));
+    }
+    heads_.clear();
+    return state_locked();
+}
+
+bool Beam::take_trailers(Head *out) noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    if (!has_trailers_ || buffered_ > 0) {
+        return false; /* trailers go after the last byte */
+    }
+    *out = std::move(trailers_);
+    has_trailers_ = false;
+    return true;
+}
+
+Beam::State Beam::state_locked() const noexcept
+{
+    State st;
+    st.end = end_;
+    st.reason = reason_;
+    st.buffered = buffered_;
+    st.has_trailers = has_trailers_;
+    st.received = received_;
+    return st;
+}
+
+Beam::State Beam::state() const noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    return state_locked();
+}
+
+} // namespace h2x

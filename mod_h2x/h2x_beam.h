@@ -1,0 +1,129 @@
+/* h2x_beam.h: the thread-safe transfer of one direction of a stream between
+ * c1 (the client connection thread) and c2 (the worker running the request).
+ *
+ * A beam carries, in order: interim and final response heads (output only),
+ * body bytes, trailers, and then exactly one terminal state (DESIGN.md
+ * invariant 2, STYLE.md §3.4):
+ *   COMPLETE - the EOS passed through; the message is whole.
+ *   ABORTED  - the sender gave up, or the receiver went away; never "whole".
+ * There is no "closed": a sender ends with send(..., eos=true) or abort(), and a
+ * second ending is a BUG that is logged and ignored.
+ *
+ * Body bytes are copied into the beam (no bucket crosses threads), which
+ * keeps ownership trivial; the buffered amount is bounded by `max_buffer`,
+ * the sender blocks (with an IO timeout) while the beam is full.
+ *
+ * Every transition calls the `on_change` notifier after the lock is released;
+ * the receiver re-reads the state under the lock (level-triggered, DESIGN.md
+ * invariant 3), so a lost notification can delay but never lose an end.
+ *
+ * owner: the c1 Stream (std::unique_ptr); c2 borrows it until c2 is done.
+ * thread: send side from one thread, receive side from another; all state
+ *         under lock_.
+ */
+#ifndef H2X_BEAM_H
+#define H2X_BEAM_H
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <apr_time.h>
+
+namespace h2x {
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+/* A response head (status + fields), or request/response trailers (status 0). */
+struct Head {
+    int status = 0;
+    Fields fields;
+};
+
+enum class BeamEnd { OPEN, COMPLETE, ABORTED };
+
+/* Why a beam was aborted: chooses the RST_STREAM code and the log line. */
+enum class AbortReason {
+    NONE,
+    INCOMPLETE,    /* handler finished without EOS after final headers */
+    HANDLER_ERROR, /* an error bucket after the final headers */
+    LENGTH,        /* body shorter/longer than its Content-Length */
+    TIMEOUT,       /* IO blocked longer than Timeout/H2StreamTimeout */
+    PEER_RESET,    /* the client reset the stream */
+    CONN_GONE,     /* the connection is shutting down */
+};
+const char *abort_reason_name(AbortReason reason) noexcept;
+
+enum class SendResult { ACCEPTED, TIMED_OUT, ABORTED };
+
+class Beam {
+  public:
+    using Notify = std::function<void()>;
+
+    Beam(const char *tag, std::size_t max_buffer) noexcept;
+    Beam(const Beam &) = delete;
+    Beam &operator=(const Beam &) = delete;
+
+    void set_notify(Notify notify) noexcept { notify_ = std::move(notify); }
+
+    /* ---- sender side ---- */
+    /* Hand over, in one locked step so the receiver never sees half of it:
+     * heads (interim and/or final, in order), body bytes, trailers, and the
+     * end (`eos`: COMPLETE). Blocks first while more than max_buffer bytes
+     * are buffered, for at most `timeout` (<= 0: never block). */
+    SendResult send(std::vector<Head> *heads, const char *data, std::size_t len,
+                    Head *trailers, bool eos, apr_interval_time_t timeout) noexcept;
+    /* The terminal state ABORTED. Either side may call it. */
+    void abort(AbortReason reason) noexcept;
+
+    /* ---- receiver side ---- */
+    /* A snapshot of the state, read under the lock. */
+    struct State {
+        BeamEnd end = BeamEnd::OPEN;
+        AbortReason reason = AbortReason::NONE;
+        std::size_t buffered = 0;   /* body bytes waiting */
+        bool has_trailers = false;  /* trailers waiting */
+        std::uint64_t received = 0; /* body bytes the receiver took, ever */
+    };
+    /* Take the queued heads and read the state in one locked step. */
+    State take_heads(std::vector<Head> *heads) noexcept;
+    /* Copy up to `max` body bytes out; `after` gets the state that follows. */
+    std::size_t read_data(char *buf, std::size_t max, State *after) noexcept;
+    /* Block until body bytes, trailers or an end are there, or `timeout`
+     * passes (<= 0: wait without limit). Returns false on timeout. */
+    bool wait_readable(apr_interval_time_t timeout) noexcept;
+    /* Trailers, once every body byte was read. */
+    bool take_trailers(Head *out) noexcept;
+    State state() const noexcept;
+
+
+  private:
+    void signal(std::unique_lock<std::mutex> &lock) noexcept;
+    void set_end(BeamEnd end, AbortReason reason) noexcept; /* under lock_ */
+    State state_locked() const noexcept;
+
+    const char *tag_;
+    const std::size_t max_buffer_;
+    mutable std::mutex lock_;
+    std::condition_variable cond_;      /* any transition */
+    std::deque<std::string> chunks_;    /* under lock_: body bytes */
+    std::size_t chunk_off_ = 0;         /* under lock_: offset in chunks_.front() */
+    std::size_t buffered_ = 0;          /* under lock_ */
+    std::vector<Head> heads_;           /* under lock_ */
+    Head trailers_;                     /* under lock_ */
+    bool has_trailers_ = false;         /* under lock_ */
+    BeamEnd end_ = BeamEnd::OPEN;       /* under lock_, written once */
+    AbortReason reason_ = AbortReason::NONE; /* under lock_ */
+    std::uint64_t sent_ = 0;            /* under lock_ */
+    std::uint64_t received_ = 0;        /* under lock_ */
+    Notify notify_;                     /* set before the beam is shared */
+};
+
+} // namespace h2x
+
+#endif

@@ -1,0 +1,191 @@
+/* h2x_c1.cpp: see h2x_c1.h. */
+#include "h2x_private.h"
+#include "h2x_c1.h"
+
+#include <cstring>
+
+#include <http_connection.h>
+#include <http_core.h>
+#include <http_protocol.h>
+#include <http_ssl.h>
+#include <mpm_common.h>
+
+#include "h2x_config.h"
+#include "h2x_conn_ctx.h"
+#include "h2x_session.h"
+
+namespace h2x {
+
+namespace {
+
+/* RFC 9113 §3.4: the client connection preface. */
+const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const apr_size_t PREFACE_LEN = sizeof(PREFACE) - 1;
+
+/* h2c with prior knowledge (H2Direct): does the connection start with the
+ * preface? Peeks without consuming. */
+bool starts_with_preface(conn_rec *c) noexcept
+{
+    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    bool match = false;
+    for (int tries = 0; tries < 10; ++tries) {
+        apr_brigade_cleanup(bb);
+        apr_status_t rv = ap_get_brigade(c->input_filters, bb, AP_MODE_SPECULATIVE,
+                                         APR_BLOCK_READ, PREFACE_LEN);
+        if (rv != APR_SUCCESS) {
+            break;
+        }
+        char buf[sizeof(PREFACE)];
+        apr_size_t len = PREFACE_LEN;
+        apr_brigade_flatten(bb, buf, &len);
+        if (len == 0 || std::memcmp(buf, PREFACE, len) != 0) {
+            break;
+        }
+        if (len == PREFACE_LEN) {
+            match = true;
+            break;
+        }
+        /* A prefix of the preface so far: wait for more. */
+        apr_sleep(apr_time_from_msec(5));
+    }
+    apr_brigade_destroy(bb);
+    return match;
+}
+
+int c1_process_connection(conn_rec *c) noexcept
+{
+    if (c->master) {
+        return DECLINED;
+    }
+    ConnCtx *ctx = conn_ctx(c);
+    if (!ctx || !ctx->protocol) {
+        if (c->keepalives > 0) {
+            return DECLINED;
+        }
+        if (ap_ssl_conn_is_ssl(c)) {
+            /* Let the TLS handshake happen; ALPN calls our switch hook. */
+            apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
+            apr_status_t rv = ap_get_brigade(c->input_filters, bb, AP_MODE_INIT,
+                                             APR_BLOCK_READ, 0);
+            apr_brigade_destroy(bb);
+            if (rv != APR_SUCCESS) {
+                return DECLINED;
+            }
+            ctx = conn_ctx(c);
+            if (!ctx || !ctx->protocol) {
+                return DECLINED;
+            }
+        }
+        else {
+            if (!direct_enabled(c->base_server, false)
+                || !ap_is_allowed_protocol(c, nullptr, c->base_server, "h2c")
+                || !starts_with_preface(c)) {
+                return DECLINED;
+            }
+            ctx = conn_ctx_ensure(c);
+            ctx->protocol = "h2c";
+            ctx->server = c->base_server;
+        }
+    }
+    c1_run(c, ctx->server ? ctx->server : c->base_server, ctx->protocol, nullptr);
+    return DONE;
+}
+
+/* ALPN and Upgrade: which of our protocols may this connection switch to? */
+int protocol_propose(conn_rec *c, request_rec *r, server_rec *s,
+                     const apr_array_header_t *offers,
+                     apr_array_header_t *proposals) noexcept
+{
+    if (c->master || std::strcmp(AP_PROTOCOL_HTTP1, ap_get_protocol(c))) {
+        return DECLINED;
+    }
+    bool tls = ap_ssl_conn_is_ssl(c);
+    const char *proto = tls ? "h2" : "h2c";
+    if (r) {
+        /* RFC 7540 §3.2: Upgrade needs exactly one HTTP2-Settings, named in
+         * Connection. A request with a body is answered over HTTP/1.1. */
+        if (tls || !upgrade_enabled(r)) {
+            return DECLINED;
+        }
+        const char *settings = apr_table_get(r->headers_in, "HTTP2-Settings");
+        const char *conn = apr_table_get(r->headers_in, "Connection");
+        if (!settings || !conn || !ap_find_token(r->pool, conn, "http2-settings")) {
+            return DECLINED;
+        }
+        const char *cl = apr_table_get(r->headers_in, "Content-Length");
+        if ((cl && std::strcmp(cl, "0")) || apr_table_get(r->headers_in, "Transfer-Encoding")) {
+            return DECLINED;
+        }
+    }
+    else if (tls && server_config(s).modern_tls_only) {
+        /* H2ModernTLSOnly: RFC 9113 §9.2 wants TLS 1.2 or later. The
+         * handshake is still running: the version is what mod_ssl
+         * negotiated so far. */
+        const char *v = ap_ssl_var_lookup(c->pool, s, c, nullptr, "SSL_PROTOCOL");
+        if (v && *v && std::strcmp(v, "TLSv1.2") && std::strcmp(v, "TLSv1.3")) {
+            return DECLINED;
+        }
+    }
+    if (!offers || ap_array_str_contains(offers, proto)) {
+        APR_ARRAY_PUSH(proposals, const char *) = proto;
+    }
+    return DECLINED;
+}
+
+int protocol_switch(conn_rec *c, request_rec *r, server_rec *s, const char *protocol) noexcept
+{
+    if (c->master || (std::strcmp(protocol, "h2") && std::strcmp(protocol, "h2c"))) {
+        return DECLINED;
+    }
+    ConnCtx *ctx = conn_ctx_ensure(c);
+    ctx->protocol = std::strcmp(protocol, "h2") ? "h2c" : "h2";
+    ctx->server = s;
+    if (r) {
+        /* h2c Upgrade: the 101 went out; the rest of this connection is
+         * HTTP/2, with this request as stream 1. */
+        ap_remove_input_filter_byhandle(r->input_filters, "http_in");
+        ap_remove_output_filter_byhandle(r->output_filters, "HTTP_HEADER");
+        c1_run(c, s, ctx->protocol, r);
+    }
+    return OK;
+}
+
+const char *protocol_get(const conn_rec *c) noexcept
+{
+    ConnCtx *ctx = conn_ctx(c);
+    return ctx ? ctx->protocol : nullptr;
+}
+
+} // namespace
+
+void c1_run(conn_rec *c, server_rec *s, const char *protocol, request_rec *upgrade) noexcept
+{
+    ConnCtx *ctx = conn_ctx_ensure(c);
+    Session session(c, s, protocol);
+    ctx->session = &session;
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c, "h2x_session(%ld): %s starts", c->id, protocol);
+    if (session.init(upgrade)) {
+        ap_update_child_status_from_conn(static_cast<ap_sb_handle_t *>(c->sbh), SERVER_BUSY_READ, c);
+        session.run();
+    }
+    else {
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c, H2XLOGNO(10021)
+                      "h2x_session(%ld): cannot set up the HTTP/2 session", c->id);
+    }
+    ctx->session = nullptr;
+    c->keepalive = AP_CONN_CLOSE;
+    if (c->cs) {
+        c->cs->state = CONN_STATE_LINGER;
+    }
+}
+
+void c1_register_hooks() noexcept
+{
+    /* Before mod_ssl's and core's process_connection: we take over h2 ones. */
+    ap_hook_process_connection(c1_process_connection, nullptr, nullptr, APR_HOOK_FIRST);
+    ap_hook_protocol_propose(protocol_propose, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_protocol_switch(protocol_switch, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_protocol_get(protocol_get, nullptr, nullptr, APR_HOOK_MIDDLE);
+}
+
+} // namespace h2x

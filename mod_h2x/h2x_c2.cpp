@@ -1,0 +1,290 @@
+/* h2x_c2.cpp: see h2x_c2.h. */
+#include "h2x_private.h"
+#include "h2x_c2.h"
+
+#include <cstring>
+
+#include <http_connection.h>
+#include <http_core.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <http_vhost.h>
+#include <mpm_common.h>
+#include <ap_mpm.h>
+#include <apr_strings.h>
+
+#include "h2x_c2_filter.h"
+#include "h2x_config.h"
+#include "h2x_conn_ctx.h"
+#include "h2x_mplx.h"
+
+namespace h2x {
+
+namespace {
+
+apr_socket_t *g_dummy_socket; /* per child: c2 connections have no socket */
+module *g_mpm_module;         /* the MPM, whose conn config c2 shares with c1 */
+
+/* RFC 9113 has 31-bit stream ids and httpd's c1 ids are small
+ * (child * ThreadLimit + thread), unique among live connections. Putting
+ * both into the 64-bit id, above anything a c1 can have, keeps every live
+ * c2 id unique server-wide (mod_cgid keys CGI processes on it). */
+long c2_connection_id(const conn_rec *c1, std::int32_t stream_id) noexcept
+{
+    static_assert(sizeof(long) >= 8, "c2 ids need a 64-bit long");
+    unsigned long id = (1UL << 62) | ((static_cast<unsigned long>(c1->id) & 0x7fffffffUL) << 31)
+                       | static_cast<unsigned long>(stream_id);
+    return static_cast<long>(id);
+}
+
+conn_rec *c2_create(conn_rec *c1, std::int32_t stream_id, apr_thread_t *thread) noexcept
+{
+    apr_allocator_t *allocator;
+    apr_pool_t *pool;
+    /* A pool with its own allocator: the c2 lives on a worker thread and
+     * must not share an unlocked allocator with c1. */
+    if (apr_allocator_create(&allocator) != APR_SUCCESS) {
+        return nullptr;
+    }
+    apr_allocator_max_free_set(allocator, ap_max_mem_free);
+    if (apr_pool_create_ex(&pool, nullptr, nullptr, allocator) != APR_SUCCESS) {
+        apr_allocator_destroy(allocator);
+        return nullptr;
+    }
+    apr_allocator_owner_set(allocator, pool);
+    apr_pool_tag(pool, "h2x_c2");
+
+    auto *c2 = static_cast<conn_rec *>(apr_palloc(pool, sizeof(conn_rec)));
+    *c2 = *c1;
+    c2->master = c1;
+    c2->pool = pool;
+    c2->id = c2_connection_id(c1, stream_id);
+    c2->conn_config = ap_create_conn_config(pool);
+    c2->notes = apr_table_make(pool, 5);
+    c2->input_filters = nullptr;
+    c2->output_filters = nullptr;
+    c2->sbh = nullptr;
+    c2->bucket_alloc = apr_bucket_alloc_create(pool);
+    c2->cs = nullptr;
+    c2->data_in_input_filters = 0;
+    c2->data_in_output_filters = 0;
+    c2->clogging_input_filters = 1;
+    c2->aborted = 0;
+    /* One request per c2, thrown away afterwards: nothing to keep clean. */
+    c2->keepalive = AP_CONN_CLOSE;
+    c2->keepalives = 1;
+    c2->log = nullptr;
+    c2->log_id = apr_psprintf(pool, "%ld-%d", c1->id, static_cast<int>(stream_id));
+    c2->current_thread = thread;
+    c2->outgoing = 0;
+    ap_set_core_module_config(c2->conn_config, g_dummy_socket);
+    if (g_mpm_module) {
+        /* Not every MPM knows secondary connections: let them find their
+         * per-connection state as on c1. */
+        ap_set_module_config(c2->conn_config, g_mpm_module,
+                             ap_get_module_config(c1->conn_config, g_mpm_module));
+    }
+    return c2;
+}
+
+/* Ends a request that failed before processing: passes the EOR bucket so
+ * that logging and the request pool's destruction happen as usual. */
+void end_request(request_rec *r) noexcept
+{
+    conn_rec *c = r->connection;
+    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_eor_create(c->bucket_alloc, r));
+    ap_pass_brigade(c->output_filters, bb);
+    apr_brigade_destroy(bb);
+}
+
+/* Builds the request_rec from the HTTP/2 request, as ap_read_request would
+ * from an HTTP/1.1 one. Returns null when the request was already answered
+ * with an error (and ended). */
+request_rec *create_request(C2Task *task, conn_rec *c2) noexcept
+{
+    const Request &req = *task->request;
+    request_rec *r = ap_create_request(c2);
+    int status = HTTP_OK;
+    bool is_connect = req.method == "CONNECT";
+
+    /* The HTTP/1 response formatter is replaced by ours (h2x_c2_filter). */
+    c2_filter_setup_request(r);
+
+    r->headers_in = apr_table_make(r->pool, static_cast<int>(req.fields.size()) + 2);
+    for (const auto &f : req.fields) {
+        apr_table_add(r->headers_in, f.first.c_str(), f.second.c_str());
+    }
+    if (!req.authority.empty() && !is_connect) {
+        /* httpd routes and checks on Host: :authority stands for it. */
+        apr_table_setn(r->headers_in, "Host", apr_pstrdup(r->pool, req.authority.c_str()));
+    }
+    if (!req.end_stream && !apr_table_get(r->headers_in, "Content-Length")) {
+        /* A body of unknown length: httpd's body readers (ap_setup_client_block,
+         * mod_proxy) only read one when told it is chunked. Our input filter
+         * delivers the plain bytes and the EOS; nothing parses chunks. */
+        apr_table_mergen(r->headers_in, "Transfer-Encoding", "chunked");
+    }
+    ap_run_pre_read_request(r, c2);
+
+    r->request_time = req.request_time;
+    if (is_connect) {
+        r->the_request = apr_psprintf(r->pool, "CONNECT %s HTTP/2.0", req.authority.c_str());
+    }
+    else {
+        r->the_request = apr_psprintf(r->pool, "%s %s HTTP/2.0", req.method.c_str(),
+                                      req.path.empty() ? "/" : req.path.c_str());
+    }
+    r->hostname = nullptr;
+    if (req.fail_status) {
+        ap_parse_request_line(r);
+        status = req.fail_status;
+        goto die;
+    }
+    if (!ap_parse_request_line(r) || !ap_check_request_header(r)) {
+        status = r->status;
+        r->status = HTTP_OK;
+        r->per_dir_config = r->server->lookup_defaults;
+        goto die;
+    }
+    r->per_dir_config = r->server->lookup_defaults;
+    task->timeout = stream_timeout(nullptr, r->server);
+    if ((status = ap_post_read_request(r)) != OK) {
+        goto die;
+    }
+    return r;
+
+die:
+    if (status < 400) {
+        status = HTTP_BAD_REQUEST;
+    }
+    ap_die(status, r);
+    end_request(r);
+    return nullptr;
+}
+
+/* process_connection for c2: run the stream's one request. */
+int c2_process_connection(conn_rec *c) noexcept
+{
+    ConnCtx *ctx;
+    if (!c->master || !(ctx = conn_ctx(c)) || !ctx->task) {
+        return DECLINED;
+    }
+    C2Task *task = ctx->task;
+    request_rec *r = create_request(task, c);
+    if (r) {
+        ap_update_child_status(static_cast<ap_sb_handle_t *>(c->sbh), SERVER_BUSY_WRITE, r);
+        ap_process_request(r);
+        /* r is gone: the EOR bucket destroyed it. */
+    }
+    return DONE;
+}
+
+/* pre_connection for c2: our network filters instead of core's socket IO. */
+int c2_pre_connection(conn_rec *c, void *) noexcept
+{
+    ConnCtx *ctx;
+    if (!c->master || !(ctx = conn_ctx(c)) || !ctx->task) {
+        return DECLINED;
+    }
+    c2_filter_setup_connection(c);
+    return OK;
+}
+
+/* Variables mod_http2 provides to CGI and SSI (H2_* and HTTP2). */
+int c2_fixups(request_rec *r) noexcept
+{
+    conn_rec *c = r->connection;
+    ConnCtx *ctx;
+    if (!c->master || !(ctx = conn_ctx(c)) || !ctx->task) {
+        return DECLINED;
+    }
+    apr_table_t *env = r->subprocess_env;
+    apr_table_setn(env, "HTTP2", "on");
+    apr_table_setn(env, "H2PUSH", "off");
+    apr_table_setn(env, "H2_PUSH", "off");
+    apr_table_setn(env, "H2_PUSHED", "");
+    apr_table_setn(env, "H2_PUSHED_ON", "");
+    apr_table_setn(env, "H2_STREAM_ID", apr_itoa(r->pool, ctx->task->stream_id));
+    apr_table_setn(env, "H2_STREAM_TAG", c->log_id);
+    return DECLINED;
+}
+
+} // namespace
+
+C2Task::C2Task(conn_rec *c1_, server_rec *s, Mplx *mplx_, std::int32_t id,
+               const Request *req, Beam *in_, Beam *out_) noexcept
+    : c1(c1_), server(s), mplx(mplx_), stream_id(id), request(req), in(in_), out(out_)
+{
+    timeout = s->timeout;
+}
+
+void C2Task::run(apr_thread_t *thread) noexcept
+{
+    c2 = c2_create(c1, stream_id, thread);
+    if (!c2) {
+        out->abort(AbortReason::HANDLER_ERROR);
+        mplx->c2_done(stream_id);
+        return;
+    }
+    ConnCtx *ctx = conn_ctx_ensure(c2);
+    ctx->task = this;
+    ctx->server = server;
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c2, "h2x_c2(%s): start", c2->log_id);
+    ap_process_connection(c2, g_dummy_socket);
+    finish();
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c2, "h2x_c2(%s): done", c2->log_id);
+    apr_pool_destroy(c2->pool);
+    c2 = nullptr;
+    mplx->c2_done(stream_id);
+}
+
+void C2Task::dropped() noexcept
+{
+    out->abort(AbortReason::CONN_GONE);
+    mplx->c2_done(stream_id);
+}
+
+/* DESIGN.md invariant 2: the output ends COMPLETE or ABORTED, never "closed". */
+void C2Task::finish() noexcept
+{
+    Beam::State st = out->state();
+    if (st.end != BeamEnd::OPEN) {
+        return;
+    }
+    if (final_head && header_only) {
+        /* 204, 304, HEAD: whole with the head alone. The network filter
+         * normally completed it already. */
+        std::vector<Head> none;
+        out->send(&none, nullptr, 0, nullptr, true, 0);
+        return;
+    }
+    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c2, H2XLOGNO(10008)
+                  "h2x_c2(%s): response %s without EOS, resetting the stream",
+                  c2->log_id, final_head ? "started" : "never started");
+    out->abort(AbortReason::INCOMPLETE);
+}
+
+apr_status_t c2_child_init(apr_pool_t *pchild, server_rec *) noexcept
+{
+    g_mpm_module = nullptr;
+    for (int i = 0; ap_loaded_modules[i]; ++i) {
+        const char *name = ap_loaded_modules[i]->name;
+        if (!std::strcmp(name, "event.c") || !std::strcmp(name, "worker.c")
+            || !std::strcmp(name, "prefork.c")) {
+            g_mpm_module = ap_loaded_modules[i];
+            break;
+        }
+    }
+    return apr_socket_create(&g_dummy_socket, APR_INET, SOCK_STREAM, APR_PROTO_TCP, pchild);
+}
+
+void c2_register_hooks() noexcept
+{
+    ap_hook_pre_connection(c2_pre_connection, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_process_connection(c2_process_connection, nullptr, nullptr, APR_HOOK_FIRST);
+    ap_hook_fixups(c2_fixups, nullptr, nullptr, APR_HOOK_LAST);
+    c2_filter_register();
+}
+
+} // namespace h2x

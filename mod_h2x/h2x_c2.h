@@ -1,0 +1,73 @@
+/* h2x_c2.h: a stream's secondary connection (c2) and its processing.
+ *
+ * A C2Task is queued on the workers when a request's header block is
+ * complete. On a worker it builds a conn_rec that stands for the stream
+ * (with a server-wide unique id, DESIGN.md invariant 7: mod_cgid keys its
+ * CGI processes on it), runs httpd's connection and request machinery on
+ * it, and then finish() gives the output beam its terminal state:
+ *   - the EOS passed the c2 network filter: COMPLETE (already set);
+ *   - the final response is header-only (204, 304, HEAD): COMPLETE;
+ *   - anything else - the handler returned without EOS, e.g. a CGI that
+ *     stalled past Timeout mid-body: ABORTED(INCOMPLETE), so c1 resets the
+ *     stream (DESIGN.md invariant 2).
+ *
+ * owner: the c1 Stream (std::unique_ptr); the worker borrows it between
+ *        Workers::submit() and Mplx::c2_done().
+ * thread: constructed on c1; run() on a worker; the output-state fields
+ *         below are c2-only.
+ */
+#ifndef H2X_C2_H
+#define H2X_C2_H
+
+#include <cstdint>
+
+#include <httpd.h>
+
+#include "h2x_beam.h"
+#include "h2x_request.h"
+#include "h2x_workers.h"
+
+namespace h2x {
+
+class Mplx;
+
+class C2Task : public Task {
+  public:
+    C2Task(conn_rec *c1, server_rec *s, Mplx *mplx, std::int32_t stream_id,
+           const Request *request, Beam *in, Beam *out) noexcept;
+
+    void run(apr_thread_t *thread) noexcept override;
+    void dropped() noexcept override;
+
+    /* c1, read-only for c2 */
+    conn_rec *const c1;
+    server_rec *const server;
+    Mplx *const mplx;
+    const std::int32_t stream_id;
+    const Request *const request;
+    Beam *const in;   /* null when the request has no body */
+    Beam *const out;
+
+    /* c2 only */
+    conn_rec *c2 = nullptr;
+    request_rec *r = nullptr;            /* while the request lives */
+    apr_interval_time_t timeout = 0;     /* IO timeout for this stream */
+    bool final_head = false;             /* the final response head passed */
+    bool header_only = false;            /* ... and it has no body */
+    bool eos = false;                    /* the EOS passed the network filter */
+    bool interim_sent = false;           /* a 1xx was sent */
+    apr_off_t content_length = -1;       /* from the final head, -1: none */
+    apr_off_t body_bytes = 0;            /* body bytes after the final head */
+
+  private:
+    void finish() noexcept;
+};
+
+/* Registers c2 hooks and filters. */
+void c2_register_hooks() noexcept;
+/* Per child: the dummy socket c2 connections carry. */
+apr_status_t c2_child_init(apr_pool_t *pchild, server_rec *s) noexcept;
+
+} // namespace h2x
+
+#endif

@@ -1,0 +1,485 @@
+/* h2x_c2_filter.cpp: see h2x_c2_filter.h. */
+#include "h2x_private.h"
+#include "h2x_c2_filter.h"
+
+#include <cstring>
+#include <string>
+
+#include <http_core.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <util_filter.h>
+#include <util_time.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+
+#include "h2x_bucket_head.h"
+#include "h2x_c2.h"
+#include "h2x_conn_ctx.h"
+#include "h2x_mplx.h"
+#include "h2x_response.h"
+
+namespace h2x {
+
+namespace {
+
+ap_filter_rec_t *g_response_filter;
+ap_filter_rec_t *g_net_out_filter;
+ap_filter_rec_t *g_net_in_filter;
+
+C2Task *task_of(const conn_rec *c) noexcept
+{
+    ConnCtx *ctx = conn_ctx(c);
+    return ctx ? ctx->task : nullptr;
+}
+
+/* ---------------------------------------------------------------- response */
+
+struct ResponseCtx {
+    bool head_sent;
+    bool header_only;
+};
+
+int add_field(void *data, const char *name, const char *value) noexcept
+{
+    static_cast<Fields *>(data)->emplace_back(name, value);
+    return 1;
+}
+
+/* What httpd's HTTP/1 header filter decides about a response, minus the
+ * HTTP/1 framing: the fields a client gets. */
+Head make_head(request_rec *r) noexcept
+{
+    Head head;
+    head.status = r->status;
+    if (!apr_is_empty_table(r->err_headers_out)) {
+        r->headers_out = apr_table_overlay(r->pool, r->err_headers_out, r->headers_out);
+        apr_table_clear(r->err_headers_out);
+    }
+    if (r->content_type) {
+        const char *ctype = ap_make_content_type(r, r->content_type);
+        if (ctype) {
+            apr_table_setn(r->headers_out, "Content-Type", ctype);
+        }
+    }
+    if (r->content_encoding) {
+        apr_table_setn(r->headers_out, "Content-Encoding", r->content_encoding);
+    }
+    if (r->content_languages && r->content_languages->nelts) {
+        auto **langs = reinterpret_cast<char **>(r->content_languages->elts);
+        std::string joined;
+        for (int i = 0; i < r->content_languages->nelts; ++i) {
+            if (i) {
+                joined.append(", ");
+            }
+            joined.append(langs[i]);
+        }
+        apr_table_setn(r->headers_out, "Content-Language", apr_pstrdup(r->pool, joined.c_str()));
+    }
+    if (r->no_cache && !apr_table_get(r->headers_out, "Expires")) {
+        char *date = static_cast<char *>(apr_palloc(r->pool, APR_RFC822_DATE_LEN));
+        ap_recent_rfc822_date(date, r->request_time);
+        apr_table_addn(r->headers_out, "Expires", date);
+    }
+    /* Date and Server as httpd sets them, keeping a proxied origin's. */
+    if (r->proxyreq == PROXYREQ_NONE || !apr_table_get(r->headers_out, "Date")) {
+        char *date = static_cast<char *>(apr_palloc(r->pool, APR_RFC822_DATE_LEN));
+        ap_recent_rfc822_date(date, r->request_time);
+        apr_table_setn(r->headers_out, "Date", date);
+    }
+    if (r->proxyreq == PROXYREQ_NONE || !apr_table_get(r->headers_out, "Server")) {
+        const char *banner = ap_get_server_banner();
+        if (banner && *banner) {
+            apr_table_setn(r->headers_out, "Server", banner);
+        }
+    }
+    apr_table_do(add_field, &head.fields, r->headers_out, nullptr);
+    response_fields_normalize(&head, r->status);
+    return head;
+}
+
+apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
+{
+    request_rec *r = f->r;
+    auto *ctx = static_cast<ResponseCtx *>(f->ctx);
+    if (!ctx) {
+        ctx = static_cast<ResponseCtx *>(apr_pcalloc(r->pool, sizeof(ResponseCtx)));
+        f->ctx = ctx;
+    }
+    if (!ctx->head_sent) {
+        /* An error bucket before the head: answer with that error, as
+         * httpd's HTTP/1 header filter does. */
+        for (apr_bucket *b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+             b = APR_BUCKET_NEXT(b)) {
+            if (AP_BUCKET_IS_ERROR(b)) {
+                int status = static_cast<ap_bucket_error *>(b->data)->status;
+                apr_brigade_cleanup(bb);
+                ap_die(status, r);
+                return AP_FILTER_ERROR;
+            }
+        }
+        Head head = make_head(r);
+        ctx->header_only = r->header_only || response_is_header_only(head.status);
+        APR_BRIGADE_INSERT_HEAD(bb, bucket_head_create(f->c->bucket_alloc, HeadKind::RESPONSE,
+                                                        std::move(head)));
+        ctx->head_sent = true;
+    }
+    for (apr_bucket *b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);) {
+        apr_bucket *next = APR_BUCKET_NEXT(b);
+        if (APR_BUCKET_IS_EOS(b)) {
+            if (!ctx->header_only && r->trailers_out && !apr_is_empty_table(r->trailers_out)) {
+                Head trailers;
+                apr_table_do(add_field, &trailers.fields, r->trailers_out, nullptr);
+                apr_table_clear(r->trailers_out);
+                response_fields_normalize(&trailers, 0);
+                APR_BUCKET_INSERT_BEFORE(b, bucket_head_create(f->c->bucket_alloc,
+                                                               HeadKind::TRAILERS,
+                                                               std::move(trailers)));
+            }
+        }
+        else if (ctx->header_only && !APR_BUCKET_IS_METADATA(b)) {
+            /* RFC 9110 §6.4.1: no content for HEAD, 204, 304. */
+            apr_bucket_delete(b);
+        }
+        b = next;
+    }
+    return ap_pass_brigade(f->next, bb);
+}
+
+/* ---------------------------------------------------------- network output */
+
+struct NetOutCtx {
+    std::string *interim; /* HTTP/1 text of 1xx responses, until complete */
+    std::string *pending; /* body bytes not yet in the beam */
+    std::vector<Head> *heads;
+};
+
+apr_status_t net_out_cleanup(void *data) noexcept
+{
+    auto *ctx = static_cast<NetOutCtx *>(data);
+    delete ctx->interim;
+    delete ctx->pending;
+    delete ctx->heads;
+    return APR_SUCCESS;
+}
+
+/* Parses "HTTP/1.1 103 Early Hints\r\nLink: ...\r\n\r\n" as written by
+ * ap_send_interim_response() into an interim head. */
+bool parse_interim(std::string *text, Head *head) noexcept
+{
+    std::size_t end = text->find("\r\n\r\n");
+    if (end == std::string::npos) {
+        return false;
+    }
+    std::string block = text->substr(0, end + 2);
+    text->erase(0, end + 4);
+    std::size_t pos = block.find("\r\n");
+    std::string status_line = block.substr(0, pos);
+    std::size_t sp = status_line.find(' ');
+    head->status = sp == std::string::npos ? 0 : std::atoi(status_line.c_str() + sp + 1);
+    pos += 2;
+    while (pos < block.size()) {
+        std::size_t eol = block.find("\r\n", pos);
+        std::string line = block.substr(pos, eol - pos);
+        pos = eol + 2;
+        std::size_t colon = line.find(':');
+        if (colon == std::string::npos) {
+            continue;
+        }
+        std::size_t v = colon + 1;
+        while (v < line.size() && (line[v] == ' ' || line[v] == '\t')) {
+            ++v;
+        }
+        head->fields.emplace_back(line.substr(0, colon), line.substr(v));
+    }
+    response_fields_normalize(head, head->status);
+    return true;
+}
+
+/* Moves what is pending into the beam. Returns APR_SUCCESS, APR_TIMEUP or
+ * APR_ECONNABORTED. */
+apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos) noexcept
+{
+    SendResult res = task->out->send(ctx->heads, ctx->pending->data(), ctx->pending->size(),
+                                     trailers, eos, task->timeout);
+    ctx->pending->clear();
+    switch (res) {
+    case SendResult::ACCEPTED:
+        return APR_SUCCESS;
+    case SendResult::TIMED_OUT:
+        /* DESIGN.md invariant 6: the client did not take data for Timeout. */
+        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, task->c2, H2XLOGNO(10009)
+                      "h2x_c2(%s): output blocked longer than the timeout, resetting",
+                      task->c2->log_id);
+        task->out->abort(AbortReason::TIMEOUT);
+        if (task->in) {
+            task->in->abort(AbortReason::TIMEOUT);
+        }
+        return APR_TIMEUP;
+    case SendResult::ABORTED:
+        return APR_ECONNABORTED;
+    }
+    return APR_ECONNABORTED;
+}
+
+apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
+{
+    conn_rec *c = f->c;
+    C2Task *task = task_of(c);
+    if (!task) {
+        return APR_ECONNABORTED;
+    }
+    auto *ctx = static_cast<NetOutCtx *>(f->ctx);
+    if (!ctx) {
+        ctx = static_cast<NetOutCtx *>(apr_pcalloc(c->pool, sizeof(NetOutCtx)));
+        ctx->interim = new std::string();
+        ctx->pending = new std::string();
+        ctx->heads = new std::vector<Head>();
+        apr_pool_cleanup_register(c->pool, ctx, net_out_cleanup, apr_pool_cleanup_null);
+        f->ctx = ctx;
+    }
+    if (c->aborted) {
+        apr_brigade_cleanup(bb);
+        return APR_ECONNABORTED;
+    }
+    apr_status_t rv = APR_SUCCESS;
+    const std::size_t chunk_max = 64 * 1024;
+    Head trailers;
+    bool has_trailers = false;
+    bool push_now = false;
+
+    while (!APR_BRIGADE_EMPTY(bb) && rv == APR_SUCCESS) {
+        apr_bucket *b = APR_BRIGADE_FIRST(bb);
+        if (task->eos) {
+            /* Whatever follows the end (the EOR, stray buckets) is dropped;
+             * the EOR's destruction logs and frees the request. */
+            apr_bucket_delete(b);
+            continue;
+        }
+        if (bucket_is_head(b)) {
+            HeadBucketData *hd = bucket_head_data(b);
+            if (hd->kind == HeadKind::RESPONSE) {
+                if (!task->final_head) {
+                    task->final_head = true;
+                    task->header_only = (task->r && task->r->header_only)
+                                        || response_is_header_only(hd->head.status);
+                    task->content_length = response_content_length(hd->head);
+                    if (task->content_length == 0) {
+                        task->header_only = true;
+                    }
+                    ctx->heads->push_back(std::move(hd->head));
+                    push_now = true;
+                    if (task->header_only) {
+                        /* DESIGN.md invariant 2: a header-only response is
+                         * whole with its head; END_STREAM rides the HEADERS. */
+                        task->eos = true;
+                        rv = net_out_push(task, ctx, nullptr, true);
+                        push_now = false;
+                    }
+                }
+            }
+            else {
+                trailers = std::move(hd->head);
+                has_trailers = true;
+            }
+            apr_bucket_delete(b);
+        }
+        else if (APR_BUCKET_IS_EOS(b)) {
+            apr_bucket_delete(b);
+            if (task->final_head && task->content_length >= 0
+                && task->body_bytes != task->content_length) {
+                ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, H2XLOGNO(10010)
+                              "h2x_c2(%s): body has %" APR_OFF_T_FMT " bytes, Content-Length "
+                              "says %" APR_OFF_T_FMT ", resetting the stream",
+                              c->log_id, task->body_bytes, task->content_length);
+                task->out->abort(AbortReason::LENGTH);
+                rv = APR_ECONNABORTED;
+                break;
+            }
+            if (!task->final_head) {
+                /* EOS without any response: nothing to complete. */
+                continue;
+            }
+            task->eos = true;
+            rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, true);
+            has_trailers = false;
+            push_now = false;
+        }
+        else if (AP_BUCKET_IS_ERROR(b)) {
+            apr_bucket_delete(b);
+            if (task->final_head) {
+                /* An error after the response started (a backend that
+                 * broke mid-body): the client must not take this as whole. */
+                ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, H2XLOGNO(10011)
+                              "h2x_c2(%s): error bucket after the response head, "
+                              "resetting the stream", c->log_id);
+                task->out->abort(AbortReason::HANDLER_ERROR);
+                c->aborted = 1;
+                rv = APR_ECONNABORTED;
+            }
+        }
+        else if (APR_BUCKET_IS_FLUSH(b)) {
+            apr_bucket_delete(b);
+            push_now = true;
+        }
+        else if (APR_BUCKET_IS_METADATA(b)) {
+            /* EOR and friends: deleting the EOR ends the request. Push what
+             * we have first, the request pool goes with it. */
+            if (!ctx->pending->empty() || !ctx->heads->empty()) {
+                rv = net_out_push(task, ctx, nullptr, false);
+                push_now = false;
+            }
+            apr_bucket_delete(b);
+        }
+        else {
+            const char *data;
+            apr_size_t len;
+            rv = apr_bucket_read(b, &data, &len, APR_NONBLOCK_READ);
+            if (APR_STATUS_IS_EAGAIN(rv)) {
+                /* Hand over what we have before blocking on the source
+                 * (a CGI pipe): streaming responses reach the client now. */
+                if (!ctx->pending->empty() || !ctx->heads->empty()) {
+                    rv = net_out_push(task, ctx, nullptr, false);
+                    push_now = false;
+                    if (rv != APR_SUCCESS) {
+                        break;
+                    }
+                }
+                rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
+            }
+            if (rv != APR_SUCCESS) {
+                /* The source failed, e.g. a CGI that stalled past Timeout.
+                 * The handler sees the error; finish() aborts the beam. */
+                break;
+            }
+            if (!task->final_head) {
+                ctx->interim->append(data, len);
+                Head interim;
+                while (parse_interim(ctx->interim, &interim)) {
+                    if (interim.status >= 100 && interim.status < 200 && interim.status != 101) {
+                        ctx->heads->push_back(std::move(interim));
+                        push_now = true;
+                    }
+                    interim = Head();
+                }
+            }
+            else {
+                task->body_bytes += static_cast<apr_off_t>(len);
+                ctx->pending->append(data, len);
+                if (ctx->pending->size() >= chunk_max) {
+                    rv = net_out_push(task, ctx, nullptr, false);
+                    push_now = false;
+                }
+            }
+            apr_bucket_delete(b);
+        }
+    }
+    if (rv == APR_SUCCESS && (push_now || !ctx->pending->empty() || !ctx->heads->empty()
+                              || has_trailers)) {
+        rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, false);
+    }
+    if (rv != APR_SUCCESS) {
+        apr_brigade_cleanup(bb);
+        if (task->out->state().end == BeamEnd::ABORTED) {
+            c->aborted = 1;
+        }
+    }
+    return rv;
+}
+
+/* ----------------------------------------------------------- network input */
+
+apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+                           apr_read_type_e block, apr_off_t readbytes) noexcept
+{
+    conn_rec *c = f->c;
+    C2Task *task = task_of(c);
+    if (mode == AP_MODE_INIT) {
+        return APR_SUCCESS;
+    }
+    if (!task || c->aborted) {
+        return APR_ECONNABORTED;
+    }
+    if (!task->in) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
+        return APR_SUCCESS;
+    }
+    Beam::State st = task->in->state();
+    if (st.buffered == 0 && st.end == BeamEnd::OPEN) {
+        if (block == APR_NONBLOCK_READ) {
+            return APR_EAGAIN;
+        }
+        if (!task->in->wait_readable(task->timeout)) {
+            /* DESIGN.md invariant 6: the client stopped sending the body. */
+            ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, H2XLOGNO(10012)
+                          "h2x_c2(%s): request body stalled longer than the timeout",
+                          c->log_id);
+            task->in->abort(AbortReason::TIMEOUT);
+            task->out->abort(AbortReason::TIMEOUT);
+            c->aborted = 1;
+            return APR_TIMEUP;
+        }
+        st = task->in->state();
+    }
+    if (st.end == BeamEnd::ABORTED) {
+        c->aborted = 1;
+        return APR_ECONNABORTED;
+    }
+    if (st.buffered == 0) {
+        /* COMPLETE and drained. */
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
+        return APR_SUCCESS;
+    }
+    apr_size_t max = 64 * 1024;
+    if (readbytes > 0 && static_cast<apr_size_t>(readbytes) < max) {
+        max = static_cast<apr_size_t>(readbytes);
+    }
+    if (mode == AP_MODE_GETLINE) {
+        /* Request bodies are rarely read by line; hand out small pieces. */
+        max = std::min<apr_size_t>(max, 8192);
+    }
+    char *buf = static_cast<char *>(apr_bucket_alloc(max, c->bucket_alloc));
+    Beam::State after;
+    std::size_t n = task->in->read_data(buf, max, &after);
+    if (n == 0) {
+        apr_bucket_free(buf);
+        return block == APR_NONBLOCK_READ ? APR_EAGAIN : APR_SUCCESS;
+    }
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(buf, n, apr_bucket_free, c->bucket_alloc));
+    if (after.buffered == 0 && after.end == BeamEnd::COMPLETE && mode != AP_MODE_SPECULATIVE) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
+    }
+    /* c1 re-opens the flow-control window for what was taken. */
+    task->mplx->signal(task->stream_id);
+    return APR_SUCCESS;
+}
+
+} // namespace
+
+void c2_filter_register() noexcept
+{
+    g_response_filter = ap_register_output_filter("H2X_RESPONSE", response_filter, nullptr,
+                                                  AP_FTYPE_PROTOCOL);
+    g_net_out_filter = ap_register_output_filter("H2X_C2_NET_OUT", net_out_filter, nullptr,
+                                                 AP_FTYPE_NETWORK);
+    g_net_in_filter = ap_register_input_filter("H2X_C2_NET_IN", net_in_filter, nullptr,
+                                               AP_FTYPE_NETWORK);
+}
+
+void c2_filter_setup_connection(conn_rec *c2) noexcept
+{
+    ap_add_input_filter_handle(g_net_in_filter, nullptr, nullptr, c2);
+    ap_add_output_filter_handle(g_net_out_filter, nullptr, nullptr, c2);
+}
+
+void c2_filter_setup_request(request_rec *r) noexcept
+{
+    ap_remove_output_filter_byhandle(r->output_filters, "HTTP_HEADER");
+    ap_add_output_filter_handle(g_response_filter, nullptr, r, r->connection);
+    C2Task *task = task_of(r->connection);
+    if (task) {
+        task->r = r;
+    }
+}
+
+} // namespace h2x

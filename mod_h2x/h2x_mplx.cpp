@@ -1,0 +1,113 @@
+/* h2x_mplx.cpp: see h2x_mplx.h. */
+#include "h2x_private.h"
+#include "h2x_mplx.h"
+
+#include <http_connection.h>
+#include <http_core.h>
+
+namespace h2x {
+
+Mplx::Mplx(conn_rec *c1, apr_pool_t *pool) noexcept : c1_(c1)
+{
+    apr_socket_t *sock = ap_get_conn_socket(c1);
+    apr_status_t rv = apr_pollset_create(&pollset_, 2, pool, APR_POLLSET_WAKEABLE);
+    if (rv != APR_SUCCESS) {
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c1, H2XLOGNO(10006)
+                      "mplx: cannot create pollset");
+        pollset_ = nullptr;
+        return;
+    }
+    sock_pfd_ = {};
+    sock_pfd_.p = pool;
+    sock_pfd_.desc_type = APR_POLL_SOCKET;
+    sock_pfd_.desc.s = sock;
+    sock_pfd_.reqevents = APR_POLLIN;
+    rv = apr_pollset_add(pollset_, &sock_pfd_);
+    if (rv != APR_SUCCESS) {
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c1, H2XLOGNO(10007)
+                      "mplx: cannot poll the connection socket");
+        pollset_ = nullptr;
+    }
+}
+
+Mplx::~Mplx() = default; /* the pollset lives in the c1 pool */
+
+void Mplx::signal(std::int32_t id) noexcept
+{
+    bool wake;
+    {
+        std::lock_guard<std::mutex> lock(lock_);
+        wake = pending_.empty() && done_.empty();
+        pending_.push_back(id);
+    }
+    if (wake) {
+        apr_pollset_wakeup(pollset_);
+    }
+}
+
+void Mplx::c2_done(std::int32_t id) noexcept
+{
+    bool wake;
+    {
+        std::lock_guard<std::mutex> lock(lock_);
+        wake = pending_.empty() && done_.empty();
+        done_.push_back(id);
+        --running_;
+        done_cond_.notify_all();
+    }
+    if (wake) {
+        apr_pollset_wakeup(pollset_);
+    }
+}
+
+void Mplx::c1_task_started() noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    ++running_;
+}
+
+void Mplx::c1_take_pending(std::vector<std::int32_t> *ids,
+                           std::vector<std::int32_t> *done) noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    ids->swap(pending_);
+    pending_.clear();
+    done->swap(done_);
+    done_.clear();
+}
+
+bool Mplx::c1_wait(apr_interval_time_t timeout) noexcept
+{
+    {
+        std::lock_guard<std::mutex> lock(lock_);
+        if (!pending_.empty() || !done_.empty()) {
+            return false; /* news already waiting: do not sleep */
+        }
+    }
+    apr_int32_t n = 0;
+    const apr_pollfd_t *out = nullptr;
+    apr_status_t rv = apr_pollset_poll(pollset_, timeout, &n, &out);
+    if (rv != APR_SUCCESS) {
+        return false; /* timeout, EINTR or wake-up */
+    }
+    for (apr_int32_t i = 0; i < n; ++i) {
+        if (out[i].desc.s == sock_pfd_.desc.s) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void Mplx::c1_join_all() noexcept
+{
+    std::unique_lock<std::mutex> lock(lock_);
+    done_cond_.wait(lock, [this] { return running_ == 0; });
+}
+
+int Mplx::c1_running() noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    return running_;
+}
+
+} // namespace h2x

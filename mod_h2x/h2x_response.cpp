@@ -1,0 +1,110 @@
+/* h2x_response.cpp: see h2x_response.h. */
+#include "h2x_private.h"
+#include "h2x_response.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+namespace h2x {
+
+bool response_is_header_only(int status) noexcept
+{
+    return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+apr_off_t response_content_length(const Head &head) noexcept
+{
+    for (const auto &f : head.fields) {
+        if (f.first == "content-length") {
+            char *end = nullptr;
+            apr_off_t len = 0;
+            if (apr_strtoff(&len, f.second.c_str(), &end, 10) == APR_SUCCESS && end
+                && *end == '\0' && len >= 0) {
+                return len;
+            }
+            return -1;
+        }
+    }
+    return -1;
+}
+
+namespace {
+
+/* RFC 9113 §8.2.2: these must not appear in HTTP/2. */
+bool is_connection_specific(const std::string &name) noexcept
+{
+    return name == "connection" || name == "keep-alive" || name == "proxy-connection"
+           || name == "transfer-encoding" || name == "upgrade";
+}
+
+/* RFC 9110 §15.4.5: a 304 carries the fields a 200 would have had that
+ * help caches (plus Date/Server); httpd keeps this list over HTTP/1.1. */
+bool kept_on_304(const std::string &name) noexcept
+{
+    static const char *const keep[] = {
+        "cache-control", "content-location", "date", "etag", "expires", "server",
+        "vary", "warning", "www-authenticate", "proxy-authenticate", "set-cookie",
+        "set-cookie2", "last-modified", "age",
+    };
+    for (const char *k : keep) {
+        if (name == k) {
+            return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+void response_fields_normalize(Head *head, int status) noexcept
+{
+    Fields &fields = head->fields;
+    for (auto &f : fields) {
+        std::transform(f.first.begin(), f.first.end(), f.first.begin(),
+                       [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    }
+    fields.erase(std::remove_if(fields.begin(), fields.end(),
+                                [status](const std::pair<std::string, std::string> &f) {
+                                    if (f.first.empty() || f.first[0] == ':'
+                                        || is_connection_specific(f.first)) {
+                                        return true;
+                                    }
+                                    if (status == 304) {
+                                        return !kept_on_304(f.first);
+                                    }
+                                    if (status == 204 || (status >= 100 && status < 200)) {
+                                        return f.first == "content-length";
+                                    }
+                                    return false;
+                                }),
+                 fields.end());
+}
+
+void response_to_nv(const Head &head, bool trailers, char status_buf[4],
+                    std::vector<nghttp2_nv> *nva) noexcept
+{
+    nva->clear();
+    nva->reserve(head.fields.size() + 1);
+    if (!trailers) {
+        int st = head.status;
+        if (st < 100 || st > 999) {
+            st = 500;
+        }
+        status_buf[0] = static_cast<char>('0' + st / 100);
+        status_buf[1] = static_cast<char>('0' + (st / 10) % 10);
+        status_buf[2] = static_cast<char>('0' + st % 10);
+        status_buf[3] = '\0';
+        nva->push_back(nghttp2_nv{reinterpret_cast<uint8_t *>(const_cast<char *>(":status")),
+                                  reinterpret_cast<uint8_t *>(status_buf), 7, 3,
+                                  NGHTTP2_NV_FLAG_NONE});
+    }
+    for (const auto &f : head.fields) {
+        nva->push_back(nghttp2_nv{
+            reinterpret_cast<uint8_t *>(const_cast<char *>(f.first.data())),
+            reinterpret_cast<uint8_t *>(const_cast<char *>(f.second.data())), f.first.size(),
+            f.second.size(), NGHTTP2_NV_FLAG_NONE});
+    }
+}
+
+} // namespace h2x

@@ -1,0 +1,805 @@
+/* h2x_session.cpp: see h2x_session.h. */
+#include "h2x_private.h"
+#include "h2x_session.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <ap_mpm.h>
+#include <http_connection.h>
+#include <http_core.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <apr_base64.h>
+
+#include "h2x_config.h"
+#include "h2x_conn_ctx.h"
+#include "h2x_response.h"
+#include "h2x_workers.h"
+
+namespace h2x {
+
+namespace {
+
+Session *of(void *user_data) noexcept
+{
+    return static_cast<Session *>(user_data);
+}
+
+int cb_on_begin_headers(nghttp2_session *, const nghttp2_frame *frame, void *ud) noexcept
+{
+    return of(ud)->on_begin_headers(frame);
+}
+
+int cb_on_header(nghttp2_session *, const nghttp2_frame *frame, const uint8_t *name,
+                 size_t namelen, const uint8_t *value, size_t valuelen, uint8_t,
+                 void *ud) noexcept
+{
+    return of(ud)->on_header(frame, name, namelen, value, valuelen);
+}
+
+int cb_on_frame_recv(nghttp2_session *, const nghttp2_frame *frame, void *ud) noexcept
+{
+    return of(ud)->on_frame_recv(frame);
+}
+
+int cb_on_data_chunk_recv(nghttp2_session *, uint8_t flags, int32_t stream_id,
+                          const uint8_t *data, size_t len, void *ud) noexcept
+{
+    return of(ud)->on_data_chunk_recv(flags, stream_id, data, len);
+}
+
+int cb_on_frame_send(nghttp2_session *, const nghttp2_frame *frame, void *ud) noexcept
+{
+    return of(ud)->on_frame_send(frame);
+}
+
+int cb_on_stream_close(nghttp2_session *, int32_t stream_id, uint32_t error_code,
+                       void *ud) noexcept
+{
+    return of(ud)->on_stream_close(stream_id, error_code);
+}
+
+ssize_t cb_on_data_read(nghttp2_session *, int32_t stream_id, uint8_t *buf, size_t length,
+                        uint32_t *data_flags, nghttp2_data_source *, void *ud) noexcept
+{
+    return of(ud)->on_data_read(stream_id, buf, length, data_flags);
+}
+
+int cb_on_invalid_frame_recv(nghttp2_session *, const nghttp2_frame *frame, int lib_error,
+                             void *ud) noexcept
+{
+    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, of(ud)->c1(), H2XLOGNO(10013)
+                  "h2x_session(%ld): invalid frame type %d on stream %d: %s",
+                  of(ud)->c1()->id, frame->hd.type, frame->hd.stream_id,
+                  nghttp2_strerror(lib_error));
+    return 0;
+}
+
+const char *frame_type_name(uint8_t type) noexcept
+{
+    switch (type) {
+    case NGHTTP2_DATA: return "DATA";
+    case NGHTTP2_HEADERS: return "HEADERS";
+    case NGHTTP2_PRIORITY: return "PRIORITY";
+    case NGHTTP2_RST_STREAM: return "RST_STREAM";
+    case NGHTTP2_SETTINGS: return "SETTINGS";
+    case NGHTTP2_PUSH_PROMISE: return "PUSH_PROMISE";
+    case NGHTTP2_PING: return "PING";
+    case NGHTTP2_GOAWAY: return "GOAWAY";
+    case NGHTTP2_WINDOW_UPDATE: return "WINDOW_UPDATE";
+    case NGHTTP2_CONTINUATION: return "CONTINUATION";
+    default: return "UNKNOWN";
+    }
+}
+
+} // namespace
+
+Session::Session(conn_rec *c1, server_rec *s, const char *protocol) noexcept
+    : c1_(c1), server_(s), protocol_(protocol)
+{
+    const ServerConfig &cfg = server_config(s);
+    max_streams_ = cfg.max_session_streams > 0 ? cfg.max_session_streams : 100;
+    window_size_ = cfg.window_size > 0 ? cfg.window_size : 65535;
+    stream_max_mem_ = cfg.stream_max_mem > 0 ? static_cast<std::size_t>(cfg.stream_max_mem) : 65536;
+}
+
+Session::~Session()
+{
+    if (ngh2_) {
+        nghttp2_session_del(ngh2_);
+    }
+}
+
+bool Session::init(request_rec *upgrade) noexcept
+{
+    mplx_.reset(new Mplx(c1_, c1_->pool));
+    if (!mplx_->ok()) {
+        return false;
+    }
+    in_bb_ = apr_brigade_create(c1_->pool, c1_->bucket_alloc);
+    out_bb_ = apr_brigade_create(c1_->pool, c1_->bucket_alloc);
+
+    nghttp2_session_callbacks *cbs;
+    if (nghttp2_session_callbacks_new(&cbs) != 0) {
+        return false;
+    }
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb_on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, cb_on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cb_on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cb_on_data_chunk_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, cb_on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb_on_stream_close);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, cb_on_invalid_frame_recv);
+
+    nghttp2_option *opt;
+    nghttp2_option_new(&opt);
+    /* Request bodies: the window opens as c2 reads, not as c1 receives
+     * (DESIGN.md invariant 5). */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+#ifdef HAVE_NGHTTP2_OPTION_SET_MAX_CONTINUATIONS
+    nghttp2_option_set_max_continuations(opt, 8);
+#endif
+#ifdef HAVE_NGHTTP2_OPTION_SET_STREAM_RESET_RATE_LIMIT
+    nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
+#endif
+    int rv = nghttp2_session_server_new2(&ngh2_, cbs, this, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cbs);
+    if (rv != 0) {
+        return false;
+    }
+
+    /* SETTINGS_MAX_CONCURRENT_STREAMS is not given to nghttp2: once the
+     * client acknowledged it, nghttp2 answers an excess stream with a
+     * connection error, dropping every stream. RFC 9113 §5.1.2 makes it a
+     * stream error (REFUSED_STREAM), which on_begin_headers() sends; the
+     * value is added to the outgoing SETTINGS frame in write_output(). */
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(window_size_)},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    nghttp2_submit_settings(ngh2_, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    /* The connection window covers every stream's window. */
+    int64_t conn_window = static_cast<int64_t>(window_size_) * max_streams_;
+    conn_window = std::min<int64_t>(std::max<int64_t>(conn_window, 1 << 20), 0x7fffffff);
+    nghttp2_session_set_local_window_size(ngh2_, NGHTTP2_FLAG_NONE, 0,
+                                          static_cast<int32_t>(conn_window));
+
+    if (upgrade) {
+        /* RFC 7540 §3.2 (kept by RFC 9113 §3.1 for existing clients):
+         * HTTP2-Settings is base64url of a SETTINGS payload, and the
+         * upgraded request is stream 1, half-closed (remote). */
+        const char *b64 = apr_table_get(upgrade->headers_in, "HTTP2-Settings");
+        std::string s = b64 ? b64 : "";
+        std::replace(s.begin(), s.end(), '-', '+');
+        std::replace(s.begin(), s.end(), '_', '/');
+        while (s.size() % 4) {
+            s.push_back('=');
+        }
+        std::string payload(apr_base64_decode_len(s.c_str()) + 1, '\0');
+        int len = apr_base64_decode(&payload[0], s.c_str());
+        int head = upgrade->header_only ? 1 : 0;
+        rv = nghttp2_session_upgrade2(ngh2_, reinterpret_cast<const uint8_t *>(payload.data()),
+                                      static_cast<size_t>(len > 0 ? len : 0), head, nullptr);
+        if (rv != 0) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, upgrade, H2XLOGNO(10014)
+                          "h2x_session(%ld): bad HTTP2-Settings: %s", c1_->id,
+                          nghttp2_strerror(rv));
+            return false;
+        }
+        auto st = std::make_unique<Stream>(1);
+        Stream *s1 = st.get();
+        streams_[1] = std::move(st);
+        ++open_streams_;
+        s1->state = StreamState::HALF_CLOSED_REMOTE;
+        Request &req = s1->request;
+        req.method = upgrade->method;
+        req.scheme = "http";
+        req.path = upgrade->unparsed_uri ? upgrade->unparsed_uri : "/";
+        const char *host = apr_table_get(upgrade->headers_in, "Host");
+        req.authority = host ? host : "";
+        const apr_array_header_t *arr = apr_table_elts(upgrade->headers_in);
+        auto *elts = reinterpret_cast<const apr_table_entry_t *>(arr->elts);
+        for (int i = 0; i < arr->nelts; ++i) {
+            std::string name = elts[i].key;
+            std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+            if (name == "host" || name == "connection" || name == "upgrade"
+                || name == "http2-settings" || name == "keep-alive"
+                || name == "transfer-encoding" || name == "te") {
+                continue;
+            }
+            req.fields.emplace_back(name, elts[i].val ? elts[i].val : "");
+        }
+        req.end_stream = true;
+        req.request_time = upgrade->request_time;
+        schedule(s1);
+    }
+    state_ = SessionState::BUSY;
+    return true;
+}
+
+Stream *Session::find(int32_t id) noexcept
+{
+    auto it = streams_.find(id);
+    return it == streams_.end() ? nullptr : it->second.get();
+}
+
+void Session::apply(Stream *s, StreamEvent ev) noexcept
+{
+    Transition t = transition(s->state, ev);
+    if (t.verdict == Verdict::BUG) {
+        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10015)
+                      "h2x_stream(%ld-%d): BUG: %s in state %s", c1_->id, s->id,
+                      event_name(ev), state_name(s->state));
+        return;
+    }
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c1_, "h2x_stream(%ld-%d): %s -[%s]-> %s",
+                  c1_->id, s->id, state_name(s->state), event_name(ev), state_name(t.next));
+    s->state = t.next;
+}
+
+void Session::set_end(Stream *s, StreamEnd end, uint32_t code) noexcept
+{
+    if (s->end != StreamEnd::NONE) {
+        return;
+    }
+    s->end = end;
+    s->end_code = code;
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c1_, "h2x_stream(%ld-%d): end %s (code %u)",
+                  c1_->id, s->id, end_name(end), code);
+}
+
+int Session::on_begin_headers(const nghttp2_frame *frame) noexcept
+{
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        return 0;
+    }
+    int32_t id = frame->hd.stream_id;
+    if (open_streams_ >= max_streams_) {
+        /* RFC 9113 §5.1.2: a stream over the advertised limit is a stream
+         * error; REFUSED_STREAM tells the client it may retry it. */
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c1_,
+                      "h2x_session(%ld): stream %d refused, %d streams open", c1_->id, id,
+                      open_streams_);
+        nghttp2_submit_rst_stream(ngh2_, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    auto st = std::make_unique<Stream>(id);
+    st->request.request_time = apr_time_now();
+    Stream *s = st.get();
+    streams_[id] = std::move(st);
+    ++open_streams_;
+    nghttp2_session_set_stream_user_data(ngh2_, id, s);
+    apply(s, StreamEvent::RECV_HEADERS);
+    return 0;
+}
+
+int Session::on_header(const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                       const uint8_t *value, size_t valuelen) noexcept
+{
+    Stream *s = find(frame->hd.stream_id);
+    if (!s || s->scheduled) {
+        return 0; /* trailers: not passed on yet */
+    }
+    s->request.add(server_, reinterpret_cast<const char *>(name), namelen,
+                   reinterpret_cast<const char *>(value), valuelen);
+    return 0;
+}
+
+void Session::schedule(Stream *s) noexcept
+{
+    Request &req = s->request;
+    req.finish(server_);
+    s->out.reset(new Beam("out", stream_max_mem_));
+    Mplx *mplx = mplx_.get();
+    int32_t id = s->id;
+    s->out->set_notify([mplx, id] { mplx->signal(id); });
+    if (!req.end_stream) {
+        /* Holds at most one window of data: flow control bounds it. */
+        s->in.reset(new Beam("in", static_cast<std::size_t>(window_size_) + 16384));
+    }
+    s->task.reset(new C2Task(c1_, server_, mplx, id, &s->request, s->in.get(), s->out.get()));
+    s->scheduled = true;
+    mplx_->c1_task_started();
+    Workers *w = Workers::get();
+    if (!w) {
+        s->task->dropped();
+        return;
+    }
+    w->submit(s->task.get());
+}
+
+int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
+{
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c1_,
+                  "h2x_session(%ld): recv %s stream=%d flags=0x%x len=%lu", c1_->id,
+                  frame_type_name(frame->hd.type), frame->hd.stream_id, frame->hd.flags,
+                  static_cast<unsigned long>(frame->hd.length));
+    Stream *s = frame->hd.stream_id ? find(frame->hd.stream_id) : nullptr;
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        if (!s) {
+            break;
+        }
+        if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+            apply(s, StreamEvent::RECV_END_STREAM);
+        }
+        if (!s->scheduled && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            s->request.end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+            schedule(s);
+        }
+        else if (s->in && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            /* Request trailers end the body. */
+            std::vector<Head> none;
+            s->in->send(&none, nullptr, 0, nullptr, true, 0);
+        }
+        break;
+    case NGHTTP2_DATA:
+        if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            apply(s, StreamEvent::RECV_END_STREAM);
+            if (s->in) {
+                std::vector<Head> none;
+                s->in->send(&none, nullptr, 0, nullptr, true, 0);
+            }
+        }
+        break;
+    case NGHTTP2_RST_STREAM:
+        if (s) {
+            apply(s, StreamEvent::RECV_RST);
+            set_end(s, StreamEnd::RST_RECEIVED, frame->rst_stream.error_code);
+            /* The client's reset frees the work at once: the handler fails
+             * at its next write, a queued task never starts. */
+            if (s->in) {
+                s->in->abort(AbortReason::PEER_RESET);
+            }
+            if (s->out) {
+                s->out->abort(AbortReason::PEER_RESET);
+            }
+            if (s->scheduled && !s->c2_done && Workers::get()
+                && Workers::get()->cancel(s->task.get())) {
+                s->task->dropped();
+            }
+        }
+        break;
+    case NGHTTP2_GOAWAY:
+        peer_gone_ = frame->goaway.error_code != NGHTTP2_NO_ERROR;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+int Session::on_data_chunk_recv(uint8_t, int32_t stream_id, const uint8_t *data,
+                                size_t len) noexcept
+{
+    Stream *s = find(stream_id);
+    if (!s || !s->in || s->in->send(nullptr, reinterpret_cast<const char *>(data), len,
+                                    nullptr, false, 0) != SendResult::ACCEPTED) {
+        /* Nobody will read it: give the window back now. */
+        nghttp2_session_consume(ngh2_, stream_id, len);
+        if (s) {
+            s->in_consumed += len;
+        }
+    }
+    return 0;
+}
+
+int Session::on_frame_send(const nghttp2_frame *frame) noexcept
+{
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c1_,
+                  "h2x_session(%ld): sent %s stream=%d flags=0x%x len=%lu", c1_->id,
+                  frame_type_name(frame->hd.type), frame->hd.stream_id, frame->hd.flags,
+                  static_cast<unsigned long>(frame->hd.length));
+    Stream *s = frame->hd.stream_id ? find(frame->hd.stream_id) : nullptr;
+    if (!s) {
+        return 0;
+    }
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_DATA:
+        if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+            apply(s, StreamEvent::SEND_END_STREAM);
+            set_end(s, StreamEnd::END_STREAM_SENT, 0);
+        }
+        else if (frame->hd.type == NGHTTP2_HEADERS) {
+            apply(s, StreamEvent::SEND_HEADERS);
+        }
+        break;
+    case NGHTTP2_RST_STREAM:
+        apply(s, StreamEvent::SEND_RST);
+        set_end(s, StreamEnd::RST_SENT, frame->rst_stream.error_code);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+int Session::on_stream_close(int32_t stream_id, uint32_t error_code) noexcept
+{
+    Stream *s = find(stream_id);
+    if (!s) {
+        return 0;
+    }
+    s->closed = true;
+    --open_streams_;
+    if (s->end == StreamEnd::NONE) {
+        set_end(s, StreamEnd::CONNECTION_GONE, error_code);
+    }
+    s->state = StreamState::CLOSED;
+    if (s->in) {
+        s->in->abort(AbortReason::CONN_GONE);
+    }
+    if (s->out && s->out->state().end == BeamEnd::OPEN) {
+        s->out->abort(AbortReason::CONN_GONE);
+    }
+    if (s->scheduled && !s->c2_done && Workers::get() && Workers::get()->cancel(s->task.get())) {
+        s->task->dropped();
+    }
+    maybe_destroy(s);
+    return 0;
+}
+
+ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
+                              uint32_t *data_flags) noexcept
+{
+    Stream *s = find(stream_id);
+    if (!s || !s->out) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    Beam::State after;
+    std::size_t n = s->out->read_data(reinterpret_cast<char *>(buf), length, &after);
+    if (after.end == BeamEnd::ABORTED) {
+        /* DESIGN.md invariant 2: an aborted response is never "complete". */
+        nghttp2_submit_rst_stream(ngh2_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_INTERNAL_ERROR);
+        s->rst_submitted = true;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (after.buffered == 0 && after.end == BeamEnd::COMPLETE) {
+        /* DESIGN.md invariant 4: END_STREAM rides the last DATA frame, or
+         * the trailing HEADERS when there are trailers. */
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        Head trailers;
+        if (s->out->take_trailers(&trailers) && !trailers.fields.empty()) {
+            char status[4];
+            response_to_nv(trailers, true, status, &nva_);
+            *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            nghttp2_submit_trailer(ngh2_, stream_id, nva_.data(), nva_.size());
+        }
+        return static_cast<ssize_t>(n);
+    }
+    if (n == 0) {
+        s->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    return static_cast<ssize_t>(n);
+}
+
+void Session::reset(Stream *s, uint32_t code) noexcept
+{
+    if (s->rst_submitted || s->closed) {
+        return;
+    }
+    s->rst_submitted = true;
+    nghttp2_submit_rst_stream(ngh2_, NGHTTP2_FLAG_NONE, s->id, code);
+}
+
+/* Reads the output beam's state and acts on it. Called for every stream
+ * with news; idempotent, so calling it too often is harmless and a missed
+ * call is caught by the next news or the c2-done record. */
+void Session::process_output(Stream *s) noexcept
+{
+    if (s->closed || !s->out || s->rst_submitted) {
+        return;
+    }
+    std::vector<Head> heads;
+    Beam::State st = s->out->take_heads(&heads);
+    for (Head &head : heads) {
+        char status[4];
+        if (head.status < 200) {
+            if (s->response_submitted) {
+                continue;
+            }
+            response_to_nv(head, false, status, &nva_);
+            nghttp2_submit_headers(ngh2_, NGHTTP2_FLAG_NONE, s->id, nullptr, nva_.data(),
+                                   nva_.size(), nullptr);
+            continue;
+        }
+        if (s->response_submitted) {
+            continue;
+        }
+        s->response_submitted = true;
+        response_to_nv(head, false, status, &nva_);
+        bool no_body = response_is_header_only(head.status) || s->request.method == "HEAD"
+                       || response_content_length(head) == 0
+                       || (st.end == BeamEnd::COMPLETE && st.buffered == 0 && !st.has_trailers);
+        if (no_body && st.end != BeamEnd::ABORTED) {
+            /* DESIGN.md invariant 4: no body, no trailers: END_STREAM on
+             * the HEADERS, and no DATA frame at all. */
+            nghttp2_submit_response(ngh2_, s->id, nva_.data(), nva_.size(), nullptr);
+        }
+        else {
+            nghttp2_data_provider provider;
+            provider.source.ptr = s;
+            provider.read_callback = cb_on_data_read;
+            nghttp2_submit_response(ngh2_, s->id, nva_.data(), nva_.size(), &provider);
+        }
+    }
+    if (st.end == BeamEnd::ABORTED) {
+        if (st.reason != AbortReason::PEER_RESET && st.reason != AbortReason::CONN_GONE) {
+            ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10016)
+                          "h2x_stream(%ld-%d): resetting: %s", c1_->id, s->id,
+                          abort_reason_name(st.reason));
+            reset(s, NGHTTP2_INTERNAL_ERROR);
+        }
+        return;
+    }
+    if (s->response_submitted && s->deferred
+        && (st.buffered > 0 || st.end != BeamEnd::OPEN || st.has_trailers)) {
+        s->deferred = false;
+        nghttp2_session_resume_data(ngh2_, s->id);
+    }
+    if (s->c2_done && !s->response_submitted && s->end == StreamEnd::NONE) {
+        /* c2 ended without any response: never leave the stream parked. */
+        reset(s, NGHTTP2_INTERNAL_ERROR);
+    }
+}
+
+void Session::process_input_consumed(Stream *s) noexcept
+{
+    if (!s->in || s->closed) {
+        return;
+    }
+    std::uint64_t received = s->in->state().received;
+    if (received > s->in_consumed) {
+        nghttp2_session_consume(ngh2_, s->id, static_cast<size_t>(received - s->in_consumed));
+        s->in_consumed = received;
+    }
+}
+
+void Session::process_news() noexcept
+{
+    mplx_->c1_take_pending(&news_, &done_);
+    for (int32_t id : done_) {
+        Stream *s = find(id);
+        if (s) {
+            s->c2_done = true;
+        }
+    }
+    for (int32_t id : news_) {
+        Stream *s = find(id);
+        if (s) {
+            process_input_consumed(s);
+            process_output(s);
+        }
+    }
+    for (int32_t id : done_) {
+        Stream *s = find(id);
+        if (s) {
+            process_output(s);
+            maybe_destroy(s);
+        }
+    }
+    news_.clear();
+    done_.clear();
+}
+
+void Session::maybe_destroy(Stream *s) noexcept
+{
+    if (!s->can_destroy()) {
+        return;
+    }
+    if (s->end == StreamEnd::NONE) {
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c1_, H2XLOGNO(10017)
+                      "h2x_stream(%ld-%d): BUG: destroyed without an end record", c1_->id, s->id);
+    }
+    streams_.erase(s->id);
+}
+
+bool Session::read_input() noexcept
+{
+    for (int round = 0; round < 16; ++round) {
+        apr_brigade_cleanup(in_bb_);
+        apr_status_t rv = ap_get_brigade(c1_->input_filters, in_bb_, AP_MODE_READBYTES,
+                                         APR_NONBLOCK_READ, 64 * 1024);
+        if (APR_STATUS_IS_EAGAIN(rv)) {
+            return true;
+        }
+        if (rv != APR_SUCCESS) {
+            ap_log_cerror(APLOG_MARK, APLOG_TRACE1, rv, c1_, "h2x_session(%ld): read ended",
+                          c1_->id);
+            return false;
+        }
+        bool got = false;
+        for (apr_bucket *b = APR_BRIGADE_FIRST(in_bb_); b != APR_BRIGADE_SENTINEL(in_bb_);
+             b = APR_BUCKET_NEXT(b)) {
+            if (APR_BUCKET_IS_EOS(b)) {
+                return false;
+            }
+            if (APR_BUCKET_IS_METADATA(b)) {
+                continue;
+            }
+            const char *data;
+            apr_size_t len;
+            if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ) != APR_SUCCESS) {
+                return false;
+            }
+            if (!len) {
+                continue;
+            }
+            got = true;
+            ssize_t n = nghttp2_session_mem_recv(ngh2_, reinterpret_cast<const uint8_t *>(data), len);
+            if (n < 0) {
+                ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10018)
+                              "h2x_session(%ld): protocol error: %s", c1_->id,
+                              nghttp2_strerror(static_cast<int>(n)));
+                if (!goaway_sent_) {
+                    nghttp2_submit_goaway(ngh2_, NGHTTP2_FLAG_NONE,
+                                          nghttp2_session_get_last_proc_stream_id(ngh2_),
+                                          n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                   : NGHTTP2_PROTOCOL_ERROR,
+                                          nullptr, 0);
+                    goaway_sent_ = true;
+                }
+                write_output();
+                return false;
+            }
+        }
+        if (!got) {
+            return true;
+        }
+    }
+    return true;
+}
+
+bool Session::write_output() noexcept
+{
+    for (;;) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(ngh2_, &data);
+        if (n < 0) {
+            ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10019)
+                          "h2x_session(%ld): mem_send: %s", c1_->id,
+                          nghttp2_strerror(static_cast<int>(n)));
+            return false;
+        }
+        if (n == 0) {
+            break;
+        }
+        std::size_t at = out_buf_.size();
+        out_buf_.append(reinterpret_cast<const char *>(data), static_cast<std::size_t>(n));
+        if (!settings_patched_ && out_buf_.size() - at >= 9
+            && static_cast<uint8_t>(out_buf_[at + 3]) == NGHTTP2_SETTINGS
+            && !(static_cast<uint8_t>(out_buf_[at + 4]) & NGHTTP2_FLAG_ACK)) {
+            /* Our first SETTINGS frame: add SETTINGS_MAX_CONCURRENT_STREAMS
+             * (see init()). A 6-byte entry; the length field grows by 6. */
+            settings_patched_ = true;
+            uint32_t len = (static_cast<uint8_t>(out_buf_[at]) << 16)
+                           | (static_cast<uint8_t>(out_buf_[at + 1]) << 8)
+                           | static_cast<uint8_t>(out_buf_[at + 2]);
+            uint32_t nlen = len + 6;
+            out_buf_[at] = static_cast<char>((nlen >> 16) & 0xff);
+            out_buf_[at + 1] = static_cast<char>((nlen >> 8) & 0xff);
+            out_buf_[at + 2] = static_cast<char>(nlen & 0xff);
+            uint32_t v = static_cast<uint32_t>(max_streams_);
+            const char entry[6] = {0, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                                   static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                                   static_cast<char>(v >> 8), static_cast<char>(v)};
+            out_buf_.insert(at + 9 + len, entry, 6);
+        }
+        if (out_buf_.size() >= 64 * 1024) {
+            break;
+        }
+    }
+    if (out_buf_.empty()) {
+        return true;
+    }
+    apr_brigade_cleanup(out_bb_);
+    APR_BRIGADE_INSERT_TAIL(out_bb_, apr_bucket_transient_create(out_buf_.data(), out_buf_.size(),
+                                                                  c1_->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(out_bb_, apr_bucket_flush_create(c1_->bucket_alloc));
+    apr_status_t rv = ap_pass_brigade(c1_->output_filters, out_bb_);
+    apr_brigade_cleanup(out_bb_);
+    out_buf_.clear();
+    if (rv != APR_SUCCESS) {
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE1, rv, c1_, "h2x_session(%ld): write failed",
+                      c1_->id);
+        return false;
+    }
+    return true;
+}
+
+void Session::start_shutdown(uint32_t error) noexcept
+{
+    if (goaway_sent_) {
+        return;
+    }
+    goaway_sent_ = true;
+    int32_t last = nghttp2_session_get_last_proc_stream_id(ngh2_);
+    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10020)
+                  "h2x_session(%ld): GOAWAY last_stream_id=%d error=%u", c1_->id, last, error);
+    nghttp2_submit_goaway(ngh2_, NGHTTP2_FLAG_NONE, last, error, nullptr, 0);
+}
+
+void Session::run() noexcept
+{
+    apr_interval_time_t keepalive = server_->keep_alive_timeout;
+    idle_since_ = apr_time_now();
+    for (;;) {
+        if (!read_input()) {
+            break;
+        }
+        process_news();
+        int mpm_state = AP_MPMQ_RUNNING;
+        if (ap_mpm_query(AP_MPMQ_MPM_STATE, &mpm_state) == APR_SUCCESS
+            && mpm_state == AP_MPMQ_STOPPING) {
+            /* DESIGN.md invariant 8: stop taking streams, finish the others. */
+            start_shutdown(NGHTTP2_NO_ERROR);
+        }
+        if (!write_output()) {
+            break;
+        }
+        if (!nghttp2_session_want_read(ngh2_) && !nghttp2_session_want_write(ngh2_)) {
+            break;
+        }
+        if (open_streams_ == 0 && mplx_->c1_running() == 0) {
+            if (goaway_sent_) {
+                break;
+            }
+            apr_time_t now = apr_time_now();
+            if (state_ != SessionState::IDLE) {
+                state_ = SessionState::IDLE;
+                idle_since_ = now;
+            }
+            else if (now - idle_since_ >= keepalive) {
+                /* DESIGN.md: idle for KeepAliveTimeout: GOAWAY(NO_ERROR). */
+                start_shutdown(NGHTTP2_NO_ERROR);
+                write_output();
+                break;
+            }
+        }
+        else {
+            state_ = goaway_sent_ ? SessionState::DRAINING : SessionState::BUSY;
+        }
+        apr_interval_time_t wait = apr_time_from_sec(1);
+        if (state_ == SessionState::IDLE) {
+            apr_interval_time_t left = keepalive - (apr_time_now() - idle_since_);
+            wait = std::max<apr_interval_time_t>(std::min(wait, left), 1000);
+        }
+        mplx_->c1_wait(wait);
+    }
+    teardown();
+}
+
+void Session::teardown() noexcept
+{
+    state_ = SessionState::FINISHED;
+    /* Every stream still here ends now; workers stop at their next IO. */
+    for (auto &kv : streams_) {
+        Stream *s = kv.second.get();
+        if (s->in) {
+            s->in->abort(AbortReason::CONN_GONE);
+        }
+        if (s->out) {
+            s->out->abort(AbortReason::CONN_GONE);
+        }
+        if (s->end == StreamEnd::NONE) {
+            s->end = StreamEnd::CONNECTION_GONE;
+        }
+        if (s->scheduled && !s->c2_done && Workers::get() && Workers::get()->cancel(s->task.get())) {
+            s->task->dropped();
+        }
+    }
+    mplx_->c1_join_all();
+    streams_.clear();
+}
+
+bool session_conn_is_h2(const conn_rec *c) noexcept
+{
+    return conn_is_h2(c);
+}
+
+} // namespace h2x

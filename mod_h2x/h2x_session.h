@@ -1,0 +1,99 @@
+/* h2x_session.h: the HTTP/2 server session of one client connection (c1).
+ *
+ * Owns the nghttp2 session, the streams and the Mplx. Runs the c1 loop:
+ * read frames (non-blocking), act on stream news from the workers, write
+ * frames (coalesced, then flushed), sleep on the socket and the wake-up
+ * pipe. Ends on client close, fatal protocol error, idle KeepAliveTimeout
+ * (GOAWAY NO_ERROR) or graceful shutdown (GOAWAY with the last accepted
+ * stream id, every accepted stream finished first: DESIGN.md invariant 8).
+ *
+ * owner: the c1 process_connection/protocol_switch hook (stack lifetime).
+ * thread: c1 only, except where Mplx says otherwise.
+ */
+#ifndef H2X_SESSION_H
+#define H2X_SESSION_H
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <httpd.h>
+#include <nghttp2/nghttp2.h>
+
+#include "h2x_mplx.h"
+#include "h2x_stream.h"
+
+namespace h2x {
+
+enum class SessionState { INIT, BUSY, IDLE, DRAINING, FINISHED };
+
+class Session {
+  public:
+    Session(conn_rec *c1, server_rec *s, const char *protocol) noexcept;
+    ~Session();
+
+    /* h2c Upgrade: `r` becomes stream 1 (RFC 9113 §3.2 of RFC 7540). */
+    bool init(request_rec *upgrade_request) noexcept;
+    /* Runs until the connection is done. */
+    void run() noexcept;
+
+    /* nghttp2 callbacks (trampolines in h2x_session.cpp) */
+    int on_begin_headers(const nghttp2_frame *frame) noexcept;
+    int on_header(const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                  const uint8_t *value, size_t valuelen) noexcept;
+    int on_frame_recv(const nghttp2_frame *frame) noexcept;
+    int on_data_chunk_recv(uint8_t flags, int32_t stream_id, const uint8_t *data,
+                           size_t len) noexcept;
+    int on_frame_send(const nghttp2_frame *frame) noexcept;
+    int on_stream_close(int32_t stream_id, uint32_t error_code) noexcept;
+    ssize_t on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
+                         uint32_t *data_flags) noexcept;
+
+    conn_rec *c1() const noexcept { return c1_; }
+    int open_streams() const noexcept { return open_streams_; }
+
+  private:
+    Stream *find(int32_t id) noexcept;
+    void apply(Stream *s, StreamEvent ev) noexcept;
+    void set_end(Stream *s, StreamEnd end, uint32_t code) noexcept;
+    void schedule(Stream *s) noexcept;
+    void process_news() noexcept;
+    void process_output(Stream *s) noexcept;
+    void process_input_consumed(Stream *s) noexcept;
+    void reset(Stream *s, uint32_t code) noexcept;
+    void maybe_destroy(Stream *s) noexcept;
+    bool read_input() noexcept;          /* false: connection gone */
+    bool write_output() noexcept;        /* false: write failed */
+    void start_shutdown(uint32_t error) noexcept; /* GOAWAY */
+    void teardown() noexcept;
+
+    conn_rec *c1_;
+    server_rec *server_;
+    const char *protocol_;
+    nghttp2_session *ngh2_ = nullptr;
+    std::unique_ptr<Mplx> mplx_;
+    std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;
+    int open_streams_ = 0;          /* streams nghttp2 has not closed */
+    int max_streams_ = 100;         /* H2MaxSessionStreams */
+    int window_size_ = 65535;       /* H2WindowSize */
+    std::size_t stream_max_mem_ = 65536;
+    SessionState state_ = SessionState::INIT;
+    bool goaway_sent_ = false;
+    bool settings_patched_ = false; /* see write_output() */
+    bool peer_gone_ = false;
+    apr_time_t idle_since_ = 0;
+    apr_bucket_brigade *in_bb_ = nullptr;
+    apr_bucket_brigade *out_bb_ = nullptr;
+    std::string out_buf_;
+    std::vector<int32_t> news_, done_;
+    std::vector<nghttp2_nv> nva_;
+};
+
+/* Stream-level lookup for the optional functions: the c2 task, or null. */
+bool session_conn_is_h2(const conn_rec *c) noexcept;
+
+} // namespace h2x
+
+#endif

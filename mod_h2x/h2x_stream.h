@@ -1,0 +1,49 @@
+/* h2x_stream.h: one HTTP/2 stream as c1 sees it.
+ *
+ * Holds the stream's state (RFC 9113 §5.1 mirror), its end record, the
+ * request, both beams and the c2 task. A Stream is destroyed only when
+ * nghttp2 has closed it AND its c2 has reported done (or never started):
+ * the worker borrows the beams until then.
+ *
+ * owner: the Session (std::unique_ptr in its stream map).
+ * thread: c1 only (the beams and the task have their own rules).
+ */
+#ifndef H2X_STREAM_H
+#define H2X_STREAM_H
+
+#include <cstdint>
+#include <memory>
+
+#include "h2x_beam.h"
+#include "h2x_c2.h"
+#include "h2x_request.h"
+#include "h2x_stream_state.h"
+
+namespace h2x {
+
+struct Stream {
+    explicit Stream(std::int32_t stream_id) noexcept : id(stream_id) {}
+
+    const std::int32_t id;
+    StreamState state = StreamState::IDLE;  /* c1 */
+    StreamEnd end = StreamEnd::NONE;         /* c1: written once */
+    std::uint32_t end_code = 0;              /* c1: RST code, if any */
+    Request request;                         /* c1 until scheduled, then read-only */
+    std::unique_ptr<Beam> in;                /* request body; null without one */
+    std::unique_ptr<Beam> out;               /* response */
+    std::unique_ptr<C2Task> task;            /* c2 processing */
+    bool scheduled = false;                  /* c1: task handed to the workers */
+    bool c2_done = false;                    /* c1: the worker let go */
+    bool closed = false;                     /* c1: nghttp2 closed the stream */
+    bool response_submitted = false;         /* c1: final HEADERS submitted */
+    bool deferred = false;                   /* c1: the data provider is paused */
+    bool rst_submitted = false;              /* c1: we asked for RST_STREAM */
+    std::uint64_t in_consumed = 0;           /* c1: request bytes given back to flow control */
+
+    /* Nothing borrows this stream any more. */
+    bool can_destroy() const noexcept { return closed && (!scheduled || c2_done); }
+};
+
+} // namespace h2x
+
+#endif

@@ -1,0 +1,157 @@
+/* h2x_workers.cpp: see h2x_workers.h. */
+#include "h2x_private.h"
+#include "h2x_workers.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <mpm_common.h>
+
+namespace h2x {
+
+namespace {
+Workers *g_workers = nullptr; /* set once in child_init */
+}
+
+Workers::Workers(apr_pool_t *pool, server_rec *s, int min_workers, int max_workers,
+                 int idle_secs) noexcept
+    : pool_(pool), server_(s), min_(std::max(1, min_workers)),
+      max_(std::max(std::max(1, min_workers), max_workers)),
+      idle_(apr_time_from_sec(idle_secs > 0 ? idle_secs : 1))
+{
+}
+
+Workers *Workers::create(apr_pool_t *pchild, server_rec *s, int min_workers,
+                         int max_workers, int idle_secs) noexcept
+{
+    apr_pool_t *pool;
+    if (apr_pool_create(&pool, pchild) != APR_SUCCESS) {
+        return nullptr;
+    }
+    apr_pool_tag(pool, "h2x_workers");
+    auto *w = new Workers(pool, s, min_workers, max_workers, idle_secs);
+    /* Before the pool's subpools go away, stop the threads. */
+    apr_pool_pre_cleanup_register(pchild, w, shutdown);
+    {
+        std::lock_guard<std::mutex> lock(w->lock_);
+        for (int i = 0; i < w->min_; ++i) {
+            w->spawn_locked();
+        }
+    }
+    g_workers = w;
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, H2XLOGNO(10003)
+                 "workers: started %d threads (min %d, max %d, idle %ds)",
+                 w->threads_, w->min_, w->max_, idle_secs);
+    return w;
+}
+
+Workers *Workers::get() noexcept
+{
+    return g_workers;
+}
+
+void Workers::spawn_locked() noexcept
+{
+    apr_threadattr_t *attr;
+    apr_thread_t *thread;
+    apr_threadattr_create(&attr, pool_);
+    apr_threadattr_detach_set(attr, 1);
+    if (ap_thread_stacksize) {
+        apr_threadattr_stacksize_set(attr, ap_thread_stacksize);
+    }
+    apr_status_t rv = apr_thread_create(&thread, attr, thread_main, this, pool_);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, server_, H2XLOGNO(10004)
+                     "workers: cannot create a thread (%d running)", threads_);
+        return;
+    }
+    ++threads_;
+}
+
+void *Workers::thread_main(apr_thread_t *thread, void *data) noexcept
+{
+    static_cast<Workers *>(data)->work(thread);
+    return nullptr;
+}
+
+void Workers::work(apr_thread_t *thread) noexcept
+{
+    std::unique_lock<std::mutex> lock(lock_);
+    for (;;) {
+        while (queue_.empty() && !shutdown_) {
+            ++idle_threads_;
+            auto st = work_cond_.wait_for(lock, std::chrono::microseconds(idle_));
+            --idle_threads_;
+            if (st == std::cv_status::timeout && queue_.empty() && threads_ > min_) {
+                ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, server_, H2XLOGNO(10005)
+                             "workers: idle thread exits (%d left)", threads_ - 1);
+                goto exit;
+            }
+        }
+        if (shutdown_) {
+            goto exit;
+        }
+        Task *task = queue_.front();
+        queue_.pop_front();
+        lock.unlock();
+        task->run(thread);
+        lock.lock();
+    }
+exit:
+    --threads_;
+    exit_cond_.notify_all();
+    lock.unlock();
+    /* apr_thread_exit() would free the thread's pool; the pool of a detached
+     * thread is a subpool of pool_, freed with it. */
+}
+
+void Workers::submit(Task *task) noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    if (shutdown_) {
+        task->dropped();
+        return;
+    }
+    queue_.push_back(task);
+    if (idle_threads_ < static_cast<int>(queue_.size()) && threads_ < max_) {
+        spawn_locked();
+    }
+    work_cond_.notify_one();
+}
+
+bool Workers::cancel(Task *task) noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    auto it = std::find(queue_.begin(), queue_.end(), task);
+    if (it == queue_.end()) {
+        return false;
+    }
+    queue_.erase(it);
+    return true;
+}
+
+Workers::Stats Workers::stats() noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    return Stats{threads_, threads_ - idle_threads_, static_cast<int>(queue_.size()), min_, max_};
+}
+
+apr_status_t Workers::shutdown(void *data) noexcept
+{
+    auto *w = static_cast<Workers *>(data);
+    std::unique_lock<std::mutex> lock(w->lock_);
+    w->shutdown_ = true;
+    while (!w->queue_.empty()) {
+        Task *task = w->queue_.front();
+        w->queue_.pop_front();
+        task->dropped();
+    }
+    w->work_cond_.notify_all();
+    /* Running tasks belong to connections the MPM is still closing; give
+     * them a bounded time. */
+    w->exit_cond_.wait_for(lock, std::chrono::seconds(5), [w] { return w->threads_ == 0; });
+    g_workers = nullptr;
+    return APR_SUCCESS;
+}
+
+} // namespace h2x
