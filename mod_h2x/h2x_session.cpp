@@ -498,34 +498,45 @@ void Session::process_output(Stream *s) noexcept
     std::vector<Head> heads;
     Beam::State st = s->out->take_heads(&heads);
     for (Head &head : heads) {
-        char status[4];
         if (head.status < 200) {
-            if (s->response_submitted) {
-                continue;
+            if (!s->response_submitted && !s->head_held) {
+                char status[4];
+                response_to_nv(head, false, status, &nva_);
+                nghttp2_submit_headers(ngh2_, NGHTTP2_FLAG_NONE, s->id, nullptr, nva_.data(),
+                                       nva_.size(), nullptr);
             }
+            continue;
+        }
+        if (!s->response_submitted && !s->head_held) {
+            s->held_head = std::move(head);
+            s->head_held = true;
+        }
+    }
+    if (s->head_held && st.end != BeamEnd::ABORTED) {
+        const Head &head = s->held_head;
+        bool header_only = response_is_header_only(head.status) || s->request.method == "HEAD"
+                           || response_content_length(head) == 0;
+        bool empty = st.end == BeamEnd::COMPLETE && st.buffered == 0 && !st.has_trailers;
+        /* A final head with no body byte yet and no end waits here: when
+         * the body turns out empty, END_STREAM can still ride the HEADERS
+         * (DESIGN.md invariant 4) instead of a zero-length DATA frame. */
+        if (header_only || empty || st.buffered > 0 || st.has_trailers
+            || st.end != BeamEnd::OPEN) {
+            char status[4];
             response_to_nv(head, false, status, &nva_);
-            nghttp2_submit_headers(ngh2_, NGHTTP2_FLAG_NONE, s->id, nullptr, nva_.data(),
-                                   nva_.size(), nullptr);
-            continue;
-        }
-        if (s->response_submitted) {
-            continue;
-        }
-        s->response_submitted = true;
-        response_to_nv(head, false, status, &nva_);
-        bool no_body = response_is_header_only(head.status) || s->request.method == "HEAD"
-                       || response_content_length(head) == 0
-                       || (st.end == BeamEnd::COMPLETE && st.buffered == 0 && !st.has_trailers);
-        if (no_body && st.end != BeamEnd::ABORTED) {
-            /* DESIGN.md invariant 4: no body, no trailers: END_STREAM on
-             * the HEADERS, and no DATA frame at all. */
-            nghttp2_submit_response(ngh2_, s->id, nva_.data(), nva_.size(), nullptr);
-        }
-        else {
-            nghttp2_data_provider provider;
-            provider.source.ptr = s;
-            provider.read_callback = cb_on_data_read;
-            nghttp2_submit_response(ngh2_, s->id, nva_.data(), nva_.size(), &provider);
+            s->response_submitted = true;
+            s->head_held = false;
+            if (header_only || empty) {
+                /* No body, no trailers: END_STREAM on the HEADERS. */
+                nghttp2_submit_response(ngh2_, s->id, nva_.data(), nva_.size(), nullptr);
+            }
+            else {
+                nghttp2_data_provider provider;
+                provider.source.ptr = s;
+                provider.read_callback = cb_on_data_read;
+                nghttp2_submit_response(ngh2_, s->id, nva_.data(), nva_.size(), &provider);
+            }
+            s->held_head = Head();
         }
     }
     if (st.end == BeamEnd::ABORTED) {

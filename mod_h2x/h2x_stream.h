@@ -36,6 +36,8 @@ struct Stream {
     bool c2_done = false;                    /* c1: the worker let go */
     bool closed = false;                     /* c1: nghttp2 closed the stream */
     bool response_submitted = false;         /* c1: final HEADERS submitted */
+    bool head_held = false;                  /* c1: final head waits in held_head */
+    Head held_head;                          /* c1: see Session::process_output() */
     bool deferred = false;                   /* c1: the data provider is paused */
     bool rst_submitted = false;              /* c1: we asked for RST_STREAM */
     std::uint64_t in_consumed = 0;           /* c1: request bytes given back to flow control */
