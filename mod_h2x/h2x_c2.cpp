@@ -252,9 +252,9 @@ void C2Task::finish() noexcept
     if (st.end != BeamEnd::OPEN) {
         return;
     }
-    if (final_head && header_only) {
-        /* 204, 304, HEAD: whole with the head alone. The network filter
-         * normally completed it already. */
+    if (final_head && (header_only || content_length == 0)) {
+        /* 204, 304, HEAD, Content-Length: 0: whole with the head alone.
+         * The network filter normally completed it already. */
         std::vector<Head> none;
         out->send(&none, nullptr, 0, nullptr, true, 0);
         return;

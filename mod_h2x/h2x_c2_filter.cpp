@@ -264,9 +264,6 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                     task->header_only = (task->r && task->r->header_only)
                                         || response_is_header_only(hd->head.status);
                     task->content_length = response_content_length(hd->head);
-                    if (task->content_length == 0) {
-                        task->header_only = true;
-                    }
                     ctx->heads->push_back(std::move(hd->head));
                     push_now = true;
                     if (task->header_only) {

@@ -514,21 +514,28 @@ void Session::process_output(Stream *s) noexcept
     }
     if (s->head_held && st.end != BeamEnd::ABORTED) {
         const Head &head = s->held_head;
-        bool header_only = response_is_header_only(head.status) || s->request.method == "HEAD"
-                           || response_content_length(head) == 0;
-        bool empty = st.end == BeamEnd::COMPLETE && st.buffered == 0 && !st.has_trailers;
+        bool header_only = response_is_header_only(head.status) || s->request.method == "HEAD";
+        bool ended_empty = st.end == BeamEnd::COMPLETE && st.buffered == 0;
         /* A final head with no body byte yet and no end waits here: when
          * the body turns out empty, END_STREAM can still ride the HEADERS
          * (DESIGN.md invariant 4) instead of a zero-length DATA frame. */
-        if (header_only || empty || st.buffered > 0 || st.has_trailers
-            || st.end != BeamEnd::OPEN) {
+        if (header_only || ended_empty || st.buffered > 0) {
             char status[4];
             response_to_nv(head, false, status, &nva_);
             s->response_submitted = true;
             s->head_held = false;
-            if (header_only || empty) {
+            if (header_only || (ended_empty && !st.has_trailers)) {
                 /* No body, no trailers: END_STREAM on the HEADERS. */
                 nghttp2_submit_response(ngh2_, s->id, nva_.data(), nva_.size(), nullptr);
+            }
+            else if (ended_empty) {
+                /* Trailers only (a gRPC error): HEADERS, then HEADERS[ES]. */
+                nghttp2_submit_headers(ngh2_, NGHTTP2_FLAG_NONE, s->id, nullptr, nva_.data(),
+                                       nva_.size(), nullptr);
+                Head trailers;
+                s->out->take_trailers(&trailers);
+                response_to_nv(trailers, true, status, &nva_);
+                nghttp2_submit_trailer(ngh2_, s->id, nva_.data(), nva_.size());
             }
             else {
                 nghttp2_data_provider provider;
