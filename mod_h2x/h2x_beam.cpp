@@ -18,6 +18,7 @@ const char *abort_reason_name(AbortReason reason) noexcept
     case AbortReason::TIMEOUT: return "IO timeout";
     case AbortReason::PEER_RESET: return "reset by peer";
     case AbortReason::CONN_GONE: return "connection gone";
+    case AbortReason::HTTP11_REQUIRED: return "needs HTTP/1.1 (TLS renegotiation)";
     }
     return "?";
 }

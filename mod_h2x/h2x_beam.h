@@ -56,6 +56,7 @@ enum class AbortReason {
     TIMEOUT,       /* IO blocked longer than Timeout/H2StreamTimeout */
     PEER_RESET,    /* the client reset the stream */
     CONN_GONE,     /* the connection is shutting down */
+    HTTP11_REQUIRED, /* the request needs what HTTP/2 cannot do (TLS renegotiation) */
 };
 const char *abort_reason_name(AbortReason reason) noexcept;
 

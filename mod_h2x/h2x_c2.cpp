@@ -24,6 +24,7 @@ namespace {
 
 apr_socket_t *g_dummy_socket; /* per child: c2 connections have no socket */
 module *g_mpm_module;         /* the MPM, whose conn config c2 shares with c1 */
+module *g_ssl_module;         /* mod_ssl: c2 shares c1's TLS state for SSL_* vars */
 
 /* RFC 9113 has 31-bit stream ids and httpd's c1 ids are small
  * (child * ThreadLimit + thread), unique among live connections. Putting
@@ -83,6 +84,12 @@ conn_rec *c2_create(conn_rec *c1, std::int32_t stream_id, apr_thread_t *thread) 
          * per-connection state as on c1. */
         ap_set_module_config(c2->conn_config, g_mpm_module,
                              ap_get_module_config(c1->conn_config, g_mpm_module));
+    }
+    if (g_ssl_module) {
+        /* The stream runs over c1's TLS: HTTPS, SSL_* variables, client
+         * certificates and mod_ssl's access checks read it from here. */
+        ap_set_module_config(c2->conn_config, g_ssl_module,
+                             ap_get_module_config(c1->conn_config, g_ssl_module));
     }
     return c2;
 }
@@ -268,6 +275,7 @@ void C2Task::finish() noexcept
 apr_status_t c2_child_init(apr_pool_t *pchild, server_rec *) noexcept
 {
     g_mpm_module = nullptr;
+    g_ssl_module = ap_find_linked_module("mod_ssl.c");
     for (int i = 0; ap_loaded_modules[i]; ++i) {
         const char *name = ap_loaded_modules[i]->name;
         if (!std::strcmp(name, "event.c") || !std::strcmp(name, "worker.c")

@@ -55,7 +55,7 @@ class C2Task : public Task {
     bool final_head = false;             /* the final response head passed */
     bool header_only = false;            /* ... and it has no body */
     bool eos = false;                    /* the EOS passed the network filter */
-    bool interim_sent = false;           /* a 1xx was sent */
+    bool continue_sent = false;          /* "100 Continue" went out */
     apr_off_t content_length = -1;       /* from the final head, -1: none */
     apr_off_t body_bytes = 0;            /* body bytes after the final head */
 

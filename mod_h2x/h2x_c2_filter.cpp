@@ -107,6 +107,21 @@ apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         f->ctx = ctx;
     }
     if (!ctx->head_sent) {
+        for (request_rec *rr = r; rr; rr = rr->prev) {
+            if (rr->status == HTTP_FORBIDDEN
+                && apr_table_get(rr->notes, "ssl-renegotiate-forbidden")) {
+                /* mod_ssl wants client-certificate renegotiation, which
+                 * HTTP/2 forbids (RFC 9113 §9.2.1): ask the client to
+                 * retry over HTTP/1.1. */
+                C2Task *task = task_of(f->c);
+                if (task) {
+                    task->out->abort(AbortReason::HTTP11_REQUIRED);
+                }
+                apr_brigade_cleanup(bb);
+                f->c->aborted = 1;
+                return APR_ECONNABORTED;
+            }
+        }
         /* An error bucket before the head: answer with that error, as
          * httpd's HTTP/1 header filter does. */
         for (apr_bucket *b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
@@ -386,6 +401,19 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
 
 /* ----------------------------------------------------------- network input */
 
+/* Request trailers become r->trailers_in when the body ends. */
+void deliver_trailers(C2Task *task) noexcept
+{
+    Head trailers;
+    if (!task->r || !task->in->take_trailers(&trailers)) {
+        return;
+    }
+    request_rec *r = task->r;
+    for (const auto &f : trailers.fields) {
+        apr_table_add(r->trailers_in, f.first.c_str(), f.second.c_str());
+    }
+}
+
 apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
                            apr_read_type_e block, apr_off_t readbytes) noexcept
 {
@@ -400,6 +428,15 @@ apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
     if (!task->in) {
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
         return APR_SUCCESS;
+    }
+    request_rec *r = task->r;
+    if (r && r->expecting_100 && !task->continue_sent && !task->final_head) {
+        /* RFC 9110 §10.1.1: the 100 goes out when the handler first reads
+         * the body, never for a request answered without reading it. */
+        task->continue_sent = true;
+        std::vector<Head> heads(1);
+        heads[0].status = 100;
+        task->out->send(&heads, nullptr, 0, nullptr, false, 0);
     }
     Beam::State st = task->in->state();
     if (st.buffered == 0 && st.end == BeamEnd::OPEN) {
@@ -424,6 +461,7 @@ apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
     }
     if (st.buffered == 0) {
         /* COMPLETE and drained. */
+        deliver_trailers(task);
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
         return APR_SUCCESS;
     }
@@ -444,6 +482,7 @@ apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
     }
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(buf, n, apr_bucket_free, c->bucket_alloc));
     if (after.buffered == 0 && after.end == BeamEnd::COMPLETE && mode != AP_MODE_SPECULATIVE) {
+        deliver_trailers(task);
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
     }
     /* c1 re-opens the flow-control window for what was taken. */

@@ -280,8 +280,18 @@ int Session::on_header(const nghttp2_frame *frame, const uint8_t *name, size_t n
                        const uint8_t *value, size_t valuelen) noexcept
 {
     Stream *s = find(frame->hd.stream_id);
-    if (!s || s->scheduled) {
-        return 0; /* trailers: not passed on yet */
+    if (!s) {
+        return 0;
+    }
+    if (s->scheduled) {
+        /* RFC 9113 §8.1: a trailing header block; it reaches the handler
+         * as r->trailers_in, with the end of the body. */
+        std::string n(reinterpret_cast<const char *>(name), namelen);
+        if (!n.empty() && n[0] != ':') {
+            s->request_trailers.fields.emplace_back(
+                std::move(n), std::string(reinterpret_cast<const char *>(value), valuelen));
+        }
+        return 0;
     }
     s->request.add(server_, reinterpret_cast<const char *>(name), namelen,
                    reinterpret_cast<const char *>(value), valuelen);
@@ -332,8 +342,7 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
         }
         else if (s->in && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
             /* Request trailers end the body. */
-            std::vector<Head> none;
-            s->in->send(&none, nullptr, 0, nullptr, true, 0);
+            s->in->send(nullptr, nullptr, 0, &s->request_trailers, true, 0);
         }
         break;
     case NGHTTP2_DATA:
@@ -551,7 +560,10 @@ void Session::process_output(Stream *s) noexcept
             ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10016)
                           "h2x_stream(%ld-%d): resetting: %s", c1_->id, s->id,
                           abort_reason_name(st.reason));
-            reset(s, NGHTTP2_INTERNAL_ERROR);
+            /* RFC 9113 §8.2.2/§9.2.1: HTTP_1_1_REQUIRED asks the client to
+             * retry over HTTP/1.1 (mod_ssl's per-location client certs). */
+            reset(s, st.reason == AbortReason::HTTP11_REQUIRED ? NGHTTP2_HTTP_1_1_REQUIRED
+                                                                : NGHTTP2_INTERNAL_ERROR);
         }
         return;
     }
