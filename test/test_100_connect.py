@@ -1,0 +1,272 @@
+"""Ways into HTTP/2 (issue 3): h2 over TLS via ALPN, h2c via Upgrade, h2c
+with prior knowledge, Protocols per virtual host, ProtocolsHonorOrder, and
+HTTP/1.1 beside it all.
+
+The module's server gets extra listeners (free ports) with their own
+virtual hosts:
+  h1_port   plain, `Protocols http/1.1`
+  h1_tls    TLS,   `Protocols http/1.1`
+  order_on  TLS,   `Protocols http/1.1 h2`, `ProtocolsHonorOrder on`
+  order_off TLS,   `Protocols http/1.1 h2`, `ProtocolsHonorOrder off`
+"""
+
+import http.client
+import socket
+import ssl
+
+import pytest
+
+from core_helpers import TEST_HANDLER_CONF, h2c_upgrade, http1_exchange, read_rest
+from h2x.clients import curl
+from h2x.frames import FrameClient
+from h2x.ports import free_ports
+
+pytestmark = pytest.mark.h2
+
+INDEX_TEXT = b"mod_h2x test site"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ports(httpd, env):
+    cert, key = env.cert()
+    p = dict(zip(("h1_port", "h1_tls", "order_on", "order_off"), free_ports(4)))
+    tls = f'SSLEngine on\n    SSLCertificateFile "{cert}"\n    SSLCertificateKeyFile "{key}"'
+    conf = [TEST_HANDLER_CONF]
+    for name, port in p.items():
+        conf.append(f"Listen 127.0.0.1:{port}")
+    conf.append(f"<VirtualHost 127.0.0.1:{p['h1_port']}>\n    ServerName localhost\n"
+                f"    Protocols http/1.1\n</VirtualHost>")
+    conf.append(f"<VirtualHost 127.0.0.1:{p['h1_tls']}>\n    ServerName localhost\n"
+                f"    Protocols http/1.1\n    {tls}\n</VirtualHost>")
+    for name, honor in (("order_on", "on"), ("order_off", "off")):
+        conf.append(f"<VirtualHost 127.0.0.1:{p[name]}>\n    ServerName localhost\n"
+                    f"    Protocols http/1.1 h2\n    ProtocolsHonorOrder {honor}\n"
+                    f"    {tls}\n</VirtualHost>")
+    httpd.reconfigure(extra_global="\n".join(conf))
+    return p
+
+
+def _alpn(port: int, offer) -> str:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(list(offer))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            return s.selected_alpn_protocol()
+
+
+# -- h2 over TLS ---------------------------------------------------------------
+
+def test_h2x_100_01_tls_alpn_h2(httpd, frame_client):
+    """ALPN offering h2 and http/1.1 selects h2; a request is served over it."""
+    assert _alpn(httpd.https_port, ["h2", "http/1.1"]) == "h2"
+    r = curl(httpd.url("/index.html", tls=True))
+    assert r.exit_code == 0, r
+    assert r.http_version == "2" and r.status == 200
+    assert INDEX_TEXT in r.body
+    c = frame_client(tls=True)
+    assert c.alpn == "h2"
+    assert c.wait_settings()
+    sid = c.request("GET", "/index.html")
+    assert c.wait_stream_end(sid)
+    assert c.stream(sid).status == 200
+    assert c.shape(sid) == "HEADERS DATA[ES]"
+
+
+def test_h2x_100_02_tls_alpn_http11_only_offer(httpd):
+    """A client offering only http/1.1 gets http/1.1 on the h2 port."""
+    assert _alpn(httpd.https_port, ["http/1.1"]) == "http/1.1"
+    r = curl(httpd.url("/index.html", tls=True), http="1.1")
+    assert r.http_version == "1.1" and r.status == 200
+
+
+def test_h2x_100_03_tls_env_vars(httpd, frame_client):
+    """Over h2 the request sees HTTP2=on and HTTPS=on (mod_http2 compatible)."""
+    c = frame_client(tls=True)
+    sid = c.request("GET", "/h2x/env")
+    assert c.wait_stream_end(sid)
+    s = c.stream(sid)
+    assert s.status == 200, s
+    lines = s.body.decode().splitlines()
+    assert "HTTP2=on" in lines, lines
+    assert "HTTPS=on" in lines
+    assert "request.protocol=HTTP/2.0" in lines
+
+
+# -- h2c via Upgrade -------------------------------------------------------------
+
+def test_h2x_100_10_h2c_upgrade_curl(httpd):
+    r = curl(httpd.url("/index.html"), http="h2c-upgrade")
+    assert r.exit_code == 0, r
+    assert r.http_version == "2" and r.status == 200
+    assert INDEX_TEXT in r.body
+    assert len(r.header_blocks) == 2, r.header_blocks   # 101, then the h2 response
+
+
+def test_h2x_100_11_h2c_upgrade_frames(httpd, frame_client):
+    """101 Switching Protocols, then SETTINGS, then the answer to the upgraded
+    request on stream 1, and further streams on the same connection."""
+    head, c, sock = h2c_upgrade(httpd, "/index.html")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert b"upgrade: h2c" in head.lower(), head
+    frame_client.track(c)
+    assert c.wait_settings()
+    assert c.wait_stream_end(1), c.stream(1)
+    s1 = c.stream(1)
+    assert s1.status == 200 and INDEX_TEXT in s1.body
+    assert c.shape(1) == "HEADERS DATA[ES]", s1.frames_str()
+    sid = c.request("GET", "/1k.txt")
+    assert sid == 3
+    assert c.wait_stream_end(sid)
+    assert c.stream(sid).status == 200 and len(c.stream(sid).body) == 1024
+
+
+def test_h2x_100_12_h2c_upgrade_head(httpd, frame_client):
+    head, c, sock = h2c_upgrade(httpd, "/index.html", method="HEAD")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    frame_client.track(c)
+    assert c.wait_stream_end(1)
+    assert c.shape(1) == "HEADERS[ES]", c.stream(1).frames_str()
+
+
+def test_h2x_100_13_h2c_upgrade_with_body_not_upgraded(httpd):
+    """mod_http2 (H2Upgrade): a request with a body is not upgraded; it is
+    answered over HTTP/1.1 with the body read."""
+    body = b"z" * 5000
+    head, c, sock = h2c_upgrade(httpd, "/h2x/echo?discard=1", method="POST", body=body)
+    try:
+        assert c is None
+        assert head.startswith(b"HTTP/1.1 200"), head
+        rest = read_rest(sock, timeout=2)
+        assert b"5000\n" in rest, rest
+    finally:
+        sock.close()
+    r = curl(httpd.url("/h2x/echo?discard=1"), http="h2c-upgrade", data=body)
+    assert r.exit_code == 0, r
+    assert r.http_version == "1.1" and r.status == 200
+    assert r.body == b"5000\n"
+
+
+def test_h2x_100_14_h2c_upgrade_refused_on_tls(httpd):
+    """Upgrade: h2c over TLS is not allowed (RFC 7540 §3.2: h2c is cleartext):
+    answered over HTTP/1.1 without 101."""
+    req = (f"GET /index.html HTTP/1.1\r\nHost: {httpd.authority(tls=True)}\r\n"
+           f"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+           f"HTTP2-Settings: AAMAAABkAAQAAP__\r\nConnection: close\r\n\r\n").encode()
+    out = http1_exchange(httpd.https_port, req, tls=True)
+    assert out.startswith(b"HTTP/1.1 200"), out[:200]
+    assert INDEX_TEXT in out
+
+
+# -- h2c with prior knowledge ------------------------------------------------------
+
+def test_h2x_100_20_h2c_prior_knowledge(httpd, frame_client):
+    r = curl(httpd.url("/index.html"), http="2-prior")
+    assert r.exit_code == 0, r
+    assert r.http_version == "2" and r.status == 200
+    c = frame_client()
+    assert c.wait_settings()
+    assert c.run(lambda c: c.settings_acks >= 1, timeout=5)
+    sid = c.request("GET", "/index.html")
+    assert c.wait_stream_end(sid)
+    assert c.stream(sid).status == 200
+    assert c.shape(sid) == "HEADERS DATA[ES]"
+
+
+def test_h2x_100_21_h2c_env_vars(httpd, frame_client):
+    c = frame_client()
+    sid = c.request("GET", "/h2x/env")
+    assert c.wait_stream_end(sid)
+    lines = c.stream(sid).body.decode().splitlines()
+    assert "HTTP2=on" in lines, lines
+    assert "HTTPS=on" not in lines
+    assert "request.protocol=HTTP/2.0" in lines
+
+
+# -- Protocols per virtual host -------------------------------------------------------
+
+def test_h2x_100_30_vhost_http11_only_plain(httpd, ports, frame_client):
+    """A vhost with `Protocols http/1.1`: no upgrade, and the h2 preface is
+    not taken as HTTP/2."""
+    port = ports["h1_port"]
+    r = curl(f"http://127.0.0.1:{port}/index.html", http="h2c-upgrade")
+    assert r.exit_code == 0, r
+    assert r.http_version == "1.1" and r.status == 200
+    assert INDEX_TEXT in r.body
+    out = http1_exchange(port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert not out or out.startswith(b"HTTP/1."), out[:100]
+    c = FrameClient("127.0.0.1", port, timeout=3)
+    frame_client.track(c)
+    c.connect()
+    c.run(lambda c: bool(c.settings), timeout=2)
+    assert not c.settings, "server sent SETTINGS on an http/1.1-only vhost"
+
+
+def test_h2x_100_31_vhost_http11_only_tls(httpd, ports):
+    port = ports["h1_tls"]
+    assert _alpn(port, ["h2", "http/1.1"]) == "http/1.1"
+    r = curl(f"https://localhost:{port}/index.html")
+    assert r.exit_code == 0, r
+    assert r.http_version == "1.1" and r.status == 200
+
+
+def test_h2x_100_32_protocols_honor_order_on(httpd, ports):
+    """`Protocols http/1.1 h2` + ProtocolsHonorOrder on: the server's
+    preference wins over the client's h2-first offer."""
+    assert _alpn(ports["order_on"], ["h2", "http/1.1"]) == "http/1.1"
+    assert _alpn(ports["order_on"], ["h2"]) == "h2"
+
+
+def test_h2x_100_33_protocols_honor_order_off(httpd, ports):
+    """ProtocolsHonorOrder off: the client's order wins."""
+    assert _alpn(ports["order_off"], ["h2", "http/1.1"]) == "h2"
+    assert _alpn(ports["order_off"], ["http/1.1", "h2"]) == "http/1.1"
+    r = curl(f"https://localhost:{ports['order_off']}/index.html")
+    assert r.http_version == "2" and r.status == 200
+
+
+# -- HTTP/1.1 beside it -------------------------------------------------------------------
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_h2x_100_40_http11_keepalive(httpd, tls):
+    """Several HTTP/1.1 requests on one keep-alive connection, on both ports."""
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["http/1.1"])
+        conn = http.client.HTTPSConnection("127.0.0.1", httpd.https_port, context=ctx,
+                                           timeout=10)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", httpd.http_port, timeout=10)
+    try:
+        for path, expect in (("/index.html", INDEX_TEXT), ("/1k.txt", None),
+                             ("/h2x/status?n=100", None), ("/cgi-bin/hello.py", None)):
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            assert resp.status == 200, (path, resp.status)
+            assert resp.version == 11
+            if expect:
+                assert expect in body
+        conn.request("POST", "/h2x/echo?discard=1", body=b"q" * 70000)
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == b"70000\n"
+        assert conn.sock is not None       # still the same connection
+    finally:
+        conn.close()
+
+
+def test_h2x_100_41_http11_and_h2_side_by_side(httpd, frame_client):
+    """An open h2 connection does not disturb HTTP/1.1 clients and vice versa."""
+    c = frame_client()
+    sid = c.request("GET", "/h2x/delay?s=0.5&n=10")
+    for _ in range(3):
+        r = curl(httpd.url("/1k.txt"), http="1.1")
+        assert r.status == 200 and len(r.body) == 1024
+    assert c.wait_stream_end(sid)
+    assert c.stream(sid).status == 200
+    sid2 = c.request("GET", "/1k.txt")
+    assert c.wait_stream_end(sid2)
+    assert len(c.stream(sid2).body) == 1024
