@@ -156,6 +156,7 @@ request_rec *create_request(C2Task *task, conn_rec *c2) noexcept
     }
     r->per_dir_config = r->server->lookup_defaults;
     task->timeout = stream_timeout(nullptr, r->server);
+    c2_filter_count_request_head(c2, static_cast<apr_off_t>(req.raw_bytes));
     if ((status = ap_post_read_request(r)) != OK) {
         goto die;
     }
@@ -276,6 +277,7 @@ apr_status_t c2_child_init(apr_pool_t *pchild, server_rec *) noexcept
 {
     g_mpm_module = nullptr;
     g_ssl_module = ap_find_linked_module("mod_ssl.c");
+    c2_filter_child_init();
     for (int i = 0; ap_loaded_modules[i]; ++i) {
         const char *name = ap_loaded_modules[i]->name;
         if (!std::strcmp(name, "event.c") || !std::strcmp(name, "worker.c")

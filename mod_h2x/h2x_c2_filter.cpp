@@ -27,6 +27,20 @@ ap_filter_rec_t *g_response_filter;
 ap_filter_rec_t *g_net_out_filter;
 ap_filter_rec_t *g_net_in_filter;
 
+/* mod_logio counts what core's socket filters move; c2 has none, so %O
+ * (and the request head's share of %I) are reported here, per request. */
+APR_OPTIONAL_FN_TYPE(ap_logio_add_bytes_out) *g_logio_out;
+APR_OPTIONAL_FN_TYPE(ap_logio_add_bytes_in) *g_logio_in;
+
+apr_off_t head_length(const Head &head) noexcept
+{
+    apr_off_t len = 13; /* a status line's worth */
+    for (const auto &f : head.fields) {
+        len += static_cast<apr_off_t>(f.first.size() + f.second.size() + 4);
+    }
+    return len;
+}
+
 C2Task *task_of(const conn_rec *c) noexcept
 {
     ConnCtx *ctx = conn_ctx(c);
@@ -215,6 +229,18 @@ bool parse_interim(std::string *text, Head *head) noexcept
  * APR_ECONNABORTED. */
 apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos) noexcept
 {
+    if (g_logio_out) {
+        apr_off_t n = static_cast<apr_off_t>(ctx->pending->size());
+        for (const Head &h : *ctx->heads) {
+            n += head_length(h);
+        }
+        if (trailers) {
+            n += head_length(*trailers);
+        }
+        if (n) {
+            g_logio_out(task->c2, n);
+        }
+    }
     SendResult res = task->out->send(ctx->heads, ctx->pending->data(), ctx->pending->size(),
                                      trailers, eos, task->timeout);
     ctx->pending->clear();
@@ -500,6 +526,19 @@ void c2_filter_register() noexcept
                                                  AP_FTYPE_NETWORK);
     g_net_in_filter = ap_register_input_filter("H2X_C2_NET_IN", net_in_filter, nullptr,
                                                AP_FTYPE_NETWORK);
+}
+
+void c2_filter_child_init() noexcept
+{
+    g_logio_out = APR_RETRIEVE_OPTIONAL_FN(ap_logio_add_bytes_out);
+    g_logio_in = APR_RETRIEVE_OPTIONAL_FN(ap_logio_add_bytes_in);
+}
+
+void c2_filter_count_request_head(conn_rec *c2, apr_off_t bytes) noexcept
+{
+    if (g_logio_in && bytes > 0) {
+        g_logio_in(c2, bytes);
+    }
 }
 
 void c2_filter_setup_connection(conn_rec *c2) noexcept

@@ -22,6 +22,10 @@
 namespace h2x {
 
 void c2_filter_register() noexcept;
+/* Per child, after all modules registered their optional functions. */
+void c2_filter_child_init() noexcept;
+/* %I: the request's header block, which no input filter sees on c2. */
+void c2_filter_count_request_head(conn_rec *c2, apr_off_t bytes) noexcept;
 void c2_filter_setup_connection(conn_rec *c2) noexcept;
 void c2_filter_setup_request(request_rec *r) noexcept;
 

@@ -96,7 +96,7 @@ const char *frame_type_name(uint8_t type) noexcept
 } // namespace
 
 Session::Session(conn_rec *c1, server_rec *s, const char *protocol) noexcept
-    : c1_(c1), server_(s), protocol_(protocol)
+    : c1_(c1), server_(s), protocol_(protocol), status_(c1, protocol)
 {
     const ServerConfig &cfg = server_config(s);
     max_streams_ = cfg.max_session_streams > 0 ? cfg.max_session_streams : 100;
@@ -312,6 +312,7 @@ void Session::schedule(Stream *s) noexcept
     }
     s->task.reset(new C2Task(c1_, server_, mplx, id, &s->request, s->in.get(), s->out.get()));
     s->scheduled = true;
+    status_.stream_started(id, req.method + " " + req.path);
     mplx_->c1_task_started();
     Workers *w = Workers::get();
     if (!w) {
@@ -435,6 +436,7 @@ int Session::on_stream_close(int32_t stream_id, uint32_t error_code) noexcept
     }
     s->closed = true;
     --open_streams_;
+    status_.stream_ended(stream_id);
     if (s->end == StreamEnd::NONE) {
         set_end(s, StreamEnd::CONNECTION_GONE, error_code);
     }
@@ -597,6 +599,9 @@ void Session::process_news() noexcept
         Stream *s = find(id);
         if (s) {
             s->c2_done = true;
+            if (!s->closed) {
+                status_.stream_update(id, "sending");
+            }
         }
     }
     for (int32_t id : news_) {

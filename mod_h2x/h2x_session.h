@@ -23,6 +23,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "h2x_mplx.h"
+#include "h2x_status.h"
 #include "h2x_stream.h"
 
 namespace h2x {
@@ -74,6 +75,7 @@ class Session {
     const char *protocol_;
     nghttp2_session *ngh2_ = nullptr;
     std::unique_ptr<Mplx> mplx_;
+    StatusEntry status_;            /* what server-status shows of us */
     std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;
     int open_streams_ = 0;          /* streams nghttp2 has not closed */
     int max_streams_ = 100;         /* H2MaxSessionStreams */

@@ -8,6 +8,7 @@
 #include "h2x_c1.h"
 #include "h2x_c2.h"
 #include "h2x_config.h"
+#include "h2x_status.h"
 #include "h2x_vars.h"
 #include "h2x_workers.h"
 
@@ -27,9 +28,22 @@ int h2x_pre_config(apr_pool_t *, apr_pool_t *, apr_pool_t *) noexcept
     return OK;
 }
 
+/* Under prefork a process serves one connection and its modules may not be
+ * thread-safe (the reason to run prefork): mod_h2x then runs one stream at
+ * a time per connection, with a single worker thread. */
+bool mpm_is_prefork() noexcept
+{
+    return ap_find_linked_module("prefork.c") != nullptr;
+}
+
 int h2x_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                     server_rec *s) noexcept
 {
+    if (mpm_is_prefork()) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, H2XLOGNO(10022)
+                     "mod_h2x: prefork MPM: HTTP/2 streams of a connection are "
+                     "processed one at a time");
+    }
     return h2x::post_config(pconf, ptemp, s);
 }
 
@@ -37,7 +51,13 @@ void h2x_child_init(apr_pool_t *pchild, server_rec *s) noexcept
 {
     const h2x::ServerConfig &cfg = h2x::server_config(s);
     h2x::c2_child_init(pchild, s);
-    h2x::Workers::create(pchild, s, cfg.min_workers, cfg.max_workers, cfg.max_worker_idle_secs);
+    if (mpm_is_prefork()) {
+        h2x::Workers::create(pchild, s, 1, 1, cfg.max_worker_idle_secs);
+    }
+    else {
+        h2x::Workers::create(pchild, s, cfg.min_workers, cfg.max_workers,
+                             cfg.max_worker_idle_secs);
+    }
 }
 
 void h2x_register_hooks(apr_pool_t *) noexcept
@@ -48,6 +68,7 @@ void h2x_register_hooks(apr_pool_t *) noexcept
     h2x::c1_register_hooks();
     h2x::c2_register_hooks();
     h2x::vars_register();
+    h2x::status_register_hooks();
 }
 
 } // namespace

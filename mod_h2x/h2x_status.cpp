@@ -1,0 +1,100 @@
+/* h2x_status.cpp: see h2x_status.h. */
+#include "h2x_private.h"
+#include "h2x_status.h"
+
+#include <mutex>
+#include <set>
+
+#include <http_protocol.h>
+#include <mod_status.h>
+
+#include "h2x_workers.h"
+
+namespace h2x {
+
+namespace {
+
+std::mutex g_lock;                       /* guards g_sessions and their content */
+std::set<const SessionStatus *> g_sessions;
+
+int status_hook(request_rec *r, int flags) noexcept
+{
+    bool short_report = (flags & AP_STATUS_SHORT) != 0;
+    Workers *w = Workers::get();
+    Workers::Stats ws = w ? w->stats() : Workers::Stats{0, 0, 0, 0, 0};
+    std::lock_guard<std::mutex> lock(g_lock);
+    if (short_report) {
+        ap_rprintf(r, "H2xSessions: %lu\nH2xWorkers: %d\nH2xWorkersBusy: %d\nH2xQueued: %d\n",
+                   static_cast<unsigned long>(g_sessions.size()), ws.threads, ws.busy, ws.queued);
+        return OK;
+    }
+    ap_rputs("<hr>\n<h2>mod_h2x</h2>\n", r);
+    ap_rprintf(r, "<p>Process %" APR_PID_T_FMT ": %lu HTTP/2 sessions; worker threads: %d "
+               "(%d busy, %d idle, %d streams queued; min %d, max %d)</p>\n",
+               getpid(), static_cast<unsigned long>(g_sessions.size()), ws.threads, ws.busy,
+               ws.threads - ws.busy, ws.queued, ws.min_workers, ws.max_workers);
+    if (g_sessions.empty()) {
+        return OK;
+    }
+    ap_rputs("<table><tr><th>conn</th><th>protocol</th><th>client</th><th>streams</th>"
+             "<th>open streams</th></tr>\n", r);
+    for (const SessionStatus *s : g_sessions) {
+        ap_rprintf(r, "<tr><td>%ld</td><td>%s</td><td>%s</td><td>%lu</td><td>", s->conn_id,
+                   ap_escape_html(r->pool, s->protocol.c_str()),
+                   ap_escape_html(r->pool, s->client.c_str()),
+                   static_cast<unsigned long>(s->streams_total));
+        for (const auto &kv : s->streams) {
+            ap_rprintf(r, "%d: %s<br>", kv.first, ap_escape_html(r->pool, kv.second.c_str()));
+        }
+        ap_rputs("</td></tr>\n", r);
+    }
+    ap_rputs("</table>\n", r);
+    return OK;
+}
+
+} // namespace
+
+StatusEntry::StatusEntry(conn_rec *c1, const char *protocol) noexcept
+{
+    std::lock_guard<std::mutex> lock(g_lock);
+    status_.conn_id = c1->id;
+    status_.client = c1->client_ip ? c1->client_ip : "";
+    status_.protocol = protocol ? protocol : "";
+    g_sessions.insert(&status_);
+}
+
+StatusEntry::~StatusEntry()
+{
+    std::lock_guard<std::mutex> lock(g_lock);
+    g_sessions.erase(&status_);
+}
+
+void StatusEntry::stream_started(std::int32_t id, const std::string &what) noexcept
+{
+    std::lock_guard<std::mutex> lock(g_lock);
+    ++status_.streams_total;
+    status_.streams[id] = what + " [processing]";
+}
+
+void StatusEntry::stream_update(std::int32_t id, const char *state) noexcept
+{
+    std::lock_guard<std::mutex> lock(g_lock);
+    auto it = status_.streams.find(id);
+    if (it != status_.streams.end()) {
+        std::size_t at = it->second.rfind(" [");
+        it->second = it->second.substr(0, at) + " [" + state + "]";
+    }
+}
+
+void StatusEntry::stream_ended(std::int32_t id) noexcept
+{
+    std::lock_guard<std::mutex> lock(g_lock);
+    status_.streams.erase(id);
+}
+
+void status_register_hooks() noexcept
+{
+    APR_OPTIONAL_HOOK(ap, status_hook, status_hook, nullptr, nullptr, APR_HOOK_MIDDLE);
+}
+
+} // namespace h2x
