@@ -66,6 +66,18 @@ ssize_t cb_on_data_read(nghttp2_session *, int32_t stream_id, uint8_t *buf, size
     return of(ud)->on_data_read(stream_id, buf, length, data_flags);
 }
 
+ssize_t cb_data_read_length(nghttp2_session *, uint8_t, int32_t, int32_t window,
+                            int32_t conn_window, uint32_t peer_max_frame, void *ud) noexcept
+{
+    return of(ud)->data_frame_length(std::min(window, conn_window), peer_max_frame);
+}
+
+ssize_t cb_select_padding(nghttp2_session *, const nghttp2_frame *frame, size_t max_payload,
+                          void *ud) noexcept
+{
+    return of(ud)->padded_length(frame->hd.length, max_payload);
+}
+
 int cb_on_invalid_frame_recv(nghttp2_session *, const nghttp2_frame *frame, int lib_error,
                              void *ud) noexcept
 {
@@ -102,6 +114,30 @@ Session::Session(conn_rec *c1, server_rec *s, const char *protocol) noexcept
     max_streams_ = cfg.max_session_streams > 0 ? cfg.max_session_streams : 100;
     window_size_ = cfg.window_size > 0 ? cfg.window_size : 65535;
     stream_max_mem_ = cfg.stream_max_mem > 0 ? static_cast<std::size_t>(cfg.stream_max_mem) : 65536;
+    max_data_frame_len_ = cfg.max_data_frame_len > 0 ? cfg.max_data_frame_len : 0;
+    padding_bits_ = std::min(std::max(cfg.padding_bits, 0), 8);
+    max_header_block_ = cfg.max_header_block_len > 0 ? static_cast<std::size_t>(cfg.max_header_block_len)
+                                                     : 64 * 1024;
+}
+
+/* H2MaxDataFrameLen caps DATA payloads below the peer's
+ * SETTINGS_MAX_FRAME_SIZE and the flow-control window nghttp2 offers. */
+ssize_t Session::data_frame_length(int32_t window, uint32_t peer_max_frame) const noexcept
+{
+    ssize_t len = std::min<ssize_t>(window, static_cast<ssize_t>(peer_max_frame));
+    if (max_data_frame_len_ > 0) {
+        len = std::min<ssize_t>(len, max_data_frame_len_);
+    }
+    return len;
+}
+
+/* H2Padding: 0..2^bits-1 bytes of padding per frame, within the frame. */
+ssize_t Session::padded_length(size_t len, size_t max_payload) noexcept
+{
+    unsigned char rnd = 0;
+    ap_random_insecure_bytes(&rnd, sizeof(rnd));
+    size_t pad = rnd & ((1u << padding_bits_) - 1);
+    return static_cast<ssize_t>(std::min(len + pad, max_payload));
 }
 
 Session::~Session()
@@ -131,6 +167,10 @@ bool Session::init(request_rec *upgrade) noexcept
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, cb_on_frame_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb_on_stream_close);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, cb_on_invalid_frame_recv);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, cb_data_read_length);
+    if (padding_bits_ > 0) {
+        nghttp2_session_callbacks_set_select_padding_callback(cbs, cb_select_padding);
+    }
 
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
@@ -295,6 +335,10 @@ int Session::on_header(const nghttp2_frame *frame, const uint8_t *name, size_t n
     }
     s->request.add(server_, reinterpret_cast<const char *>(name), namelen,
                    reinterpret_cast<const char *>(value), valuelen);
+    if (s->request.raw_bytes > max_header_block_ && !s->request.fail_status) {
+        /* H2MaxHeaderBlockLen: too large a request head. */
+        s->request.fail_status = HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
+    }
     return 0;
 }
 

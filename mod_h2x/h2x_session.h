@@ -52,6 +52,9 @@ class Session {
     ssize_t on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
                          uint32_t *data_flags) noexcept;
 
+    ssize_t data_frame_length(int32_t window, uint32_t peer_max_frame) const noexcept;
+    ssize_t padded_length(size_t len, size_t max_payload) noexcept;
+
     conn_rec *c1() const noexcept { return c1_; }
     int open_streams() const noexcept { return open_streams_; }
 
@@ -81,6 +84,9 @@ class Session {
     int max_streams_ = 100;         /* H2MaxSessionStreams */
     int window_size_ = 65535;       /* H2WindowSize */
     std::size_t stream_max_mem_ = 65536;
+    int max_data_frame_len_ = 0;    /* H2MaxDataFrameLen, 0: no own cap */
+    int padding_bits_ = 0;          /* H2Padding */
+    std::size_t max_header_block_ = 64 * 1024; /* H2MaxHeaderBlockLen */
     SessionState state_ = SessionState::INIT;
     bool goaway_sent_ = false;
     bool settings_patched_ = false; /* see write_output() */
