@@ -803,6 +803,44 @@ void Session::start_shutdown(uint32_t error) noexcept
     nghttp2_submit_goaway(ngh2_, NGHTTP2_FLAG_NONE, last, error, nullptr, 0);
 }
 
+/* DESIGN.md invariant 6: a response whose DATA waits on the client's
+ * flow-control window longer than the IO timeout is reset, even when the
+ * handler already finished (then no c2 is left to time out). */
+void Session::check_blocked_output(apr_time_t now) noexcept
+{
+    if (now - last_blocked_check_ < apr_time_from_msec(500)) {
+        return;
+    }
+    last_blocked_check_ = now;
+    int32_t conn_window = nghttp2_session_get_remote_window_size(ngh2_);
+    for (auto &kv : streams_) {
+        Stream *s = kv.second.get();
+        if (s->closed || !s->response_submitted || s->rst_submitted || !s->out) {
+            continue;
+        }
+        Beam::State st = s->out->state();
+        bool blocked = st.buffered > 0
+                       && (conn_window <= 0
+                           || nghttp2_session_get_stream_remote_window_size(ngh2_, s->id) <= 0);
+        if (!blocked) {
+            s->blocked_since = 0;
+            continue;
+        }
+        if (!s->blocked_since) {
+            s->blocked_since = now;
+            continue;
+        }
+        apr_interval_time_t limit = stream_timeout(nullptr, server_);
+        if (now - s->blocked_since > limit) {
+            ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10023)
+                          "h2x_stream(%ld-%d): client window closed longer than the "
+                          "timeout, resetting", c1_->id, s->id);
+            s->out->abort(AbortReason::TIMEOUT);
+            reset(s, NGHTTP2_INTERNAL_ERROR);
+        }
+    }
+}
+
 void Session::run() noexcept
 {
     apr_interval_time_t keepalive = server_->keep_alive_timeout;
@@ -818,6 +856,7 @@ void Session::run() noexcept
             /* DESIGN.md invariant 8: stop taking streams, finish the others. */
             start_shutdown(NGHTTP2_NO_ERROR);
         }
+        check_blocked_output(apr_time_now());
         if (!write_output()) {
             break;
         }

@@ -72,6 +72,7 @@ class Session {
     bool write_output() noexcept;        /* false: write failed */
     void start_shutdown(uint32_t error) noexcept; /* GOAWAY */
     void teardown() noexcept;
+    void check_blocked_output(apr_time_t now) noexcept;
 
     conn_rec *c1_;
     server_rec *server_;
@@ -92,6 +93,7 @@ class Session {
     bool settings_patched_ = false; /* see write_output() */
     bool peer_gone_ = false;
     apr_time_t idle_since_ = 0;
+    apr_time_t last_blocked_check_ = 0;
     apr_bucket_brigade *in_bb_ = nullptr;
     apr_bucket_brigade *out_bb_ = nullptr;
     std::string out_buf_;

@@ -42,6 +42,7 @@ struct Stream {
     bool deferred = false;                   /* c1: the data provider is paused */
     bool rst_submitted = false;              /* c1: we asked for RST_STREAM */
     std::uint64_t in_consumed = 0;           /* c1: request bytes given back to flow control */
+    apr_time_t blocked_since = 0;            /* c1: output waits on the client's window */
 
     /* Nothing borrows this stream any more. */
     bool can_destroy() const noexcept { return closed && (!scheduled || c2_done); }
