@@ -240,7 +240,7 @@ void C2Task::run(apr_thread_t *thread) noexcept
     ctx->server = server;
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c2, "h2x_c2(%s): start", c2->log_id);
     ap_process_connection(c2, g_dummy_socket);
-    finish();
+    end_output();
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c2, "h2x_c2(%s): done", c2->log_id);
     apr_pool_destroy(c2->pool);
     c2 = nullptr;
@@ -254,7 +254,7 @@ void C2Task::dropped() noexcept
 }
 
 /* DESIGN.md invariant 2: the output ends COMPLETE or ABORTED, never "closed". */
-void C2Task::finish() noexcept
+void C2Task::end_output() noexcept
 {
     Beam::State st = out->state();
     if (st.end != BeamEnd::OPEN) {

@@ -4,7 +4,8 @@
  * complete. On a worker it builds a conn_rec that stands for the stream
  * (with a server-wide unique id, DESIGN.md invariant 7: mod_cgid keys its
  * CGI processes on it), runs httpd's connection and request machinery on
- * it, and then finish() gives the output beam its terminal state:
+ * it, and when the request ends (its EOR bucket, or the c2 finishing)
+ * end_output() gives the output beam its terminal state:
  *   - the EOS passed the c2 network filter: COMPLETE (already set);
  *   - the final response is header-only (204, 304, HEAD): COMPLETE;
  *   - anything else - the handler returned without EOS, e.g. a CGI that
@@ -59,8 +60,9 @@ class C2Task : public Task {
     apr_off_t content_length = -1;       /* from the final head, -1: none */
     apr_off_t body_bytes = 0;            /* body bytes after the final head */
 
-  private:
-    void finish() noexcept;
+    /* The request is over (its EOR, or the c2 ended): give the output its
+     * terminal state if it has none. Idempotent. */
+    void end_output() noexcept;
 };
 
 /* Registers c2 hooks and filters. */

@@ -360,13 +360,19 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             apr_bucket_delete(b);
             push_now = true;
         }
-        else if (APR_BUCKET_IS_METADATA(b)) {
-            /* EOR and friends: deleting the EOR ends the request. Push what
-             * we have first, the request pool goes with it. */
+        else if (AP_BUCKET_IS_EOR(b)) {
+            /* Deleting the EOR ends the request (and its pool, whose
+             * cleanups may wait for a CGI to die). Hand over what we have
+             * and settle the output's end first, so c1 resets an
+             * incomplete response without waiting for that. */
             if (!ctx->pending->empty() || !ctx->heads->empty()) {
                 rv = net_out_push(task, ctx, nullptr, false);
                 push_now = false;
             }
+            task->end_output();
+            apr_bucket_delete(b);
+        }
+        else if (APR_BUCKET_IS_METADATA(b)) {
             apr_bucket_delete(b);
         }
         else {
@@ -387,7 +393,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             }
             if (rv != APR_SUCCESS) {
                 /* The source failed, e.g. a CGI that stalled past Timeout.
-                 * The handler sees the error; finish() aborts the beam. */
+                 * The handler sees the error; end_output() aborts the beam. */
                 break;
             }
             if (!task->final_head) {
