@@ -115,6 +115,9 @@ Session::Session(conn_rec *c1, server_rec *s, const char *protocol) noexcept
     window_size_ = cfg.window_size > 0 ? cfg.window_size : 65535;
     stream_max_mem_ = cfg.stream_max_mem > 0 ? static_cast<std::size_t>(cfg.stream_max_mem) : 65536;
     max_data_frame_len_ = cfg.max_data_frame_len > 0 ? cfg.max_data_frame_len : 0;
+    tls_ = std::strcmp(protocol, "h2") == 0;
+    tls_warmup_size_ = cfg.tls_warmup_size;
+    tls_cooldown_ = apr_time_from_sec(cfg.tls_cooldown_secs);
     padding_bits_ = std::min(std::max(cfg.padding_bits, 0), 8);
     max_header_block_ = cfg.max_header_block_len > 0 ? static_cast<std::size_t>(cfg.max_header_block_len)
                                                      : 64 * 1024;
@@ -777,8 +780,27 @@ bool Session::write_output() noexcept
         return true;
     }
     apr_brigade_cleanup(out_bb_);
-    APR_BRIGADE_INSERT_TAIL(out_bb_, apr_bucket_transient_create(out_buf_.data(), out_buf_.size(),
-                                                                  c1_->bucket_alloc));
+    apr_time_t now = apr_time_now();
+    if (tls_ && tls_cooldown_ > 0 && now - last_write_ > tls_cooldown_) {
+        /* H2TLSCoolDownSecs: after a pause the path may have cooled down
+         * (congestion window); start with small records again. */
+        tls_warm_bytes_ = 0;
+    }
+    last_write_ = now;
+    std::size_t record = out_buf_.size();
+    if (tls_ && tls_warm_bytes_ < tls_warmup_size_) {
+        /* H2TLSWarmUpSize: until that much went out, one TLS record per
+         * ~1300 bytes (fits one TCP segment), so a client can decrypt what
+         * arrived without waiting for a 16 KB record's last packet. Each
+         * bucket becomes its own SSL_write, hence its own record. */
+        record = 1300;
+        tls_warm_bytes_ += static_cast<apr_int64_t>(out_buf_.size());
+    }
+    for (std::size_t off = 0; off < out_buf_.size(); off += record) {
+        std::size_t len = std::min(record, out_buf_.size() - off);
+        APR_BRIGADE_INSERT_TAIL(out_bb_, apr_bucket_transient_create(out_buf_.data() + off, len,
+                                                                      c1_->bucket_alloc));
+    }
     APR_BRIGADE_INSERT_TAIL(out_bb_, apr_bucket_flush_create(c1_->bucket_alloc));
     apr_status_t rv = ap_pass_brigade(c1_->output_filters, out_bb_);
     apr_brigade_cleanup(out_bb_);

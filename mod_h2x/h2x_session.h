@@ -87,6 +87,11 @@ class Session {
     std::size_t stream_max_mem_ = 65536;
     int max_data_frame_len_ = 0;    /* H2MaxDataFrameLen, 0: no own cap */
     int padding_bits_ = 0;          /* H2Padding */
+    bool tls_ = false;              /* h2 over TLS */
+    apr_int64_t tls_warmup_size_ = 0;   /* H2TLSWarmUpSize */
+    apr_interval_time_t tls_cooldown_ = 0; /* H2TLSCoolDownSecs */
+    apr_int64_t tls_warm_bytes_ = 0;    /* written since the last cool-down */
+    apr_time_t last_write_ = 0;
     std::size_t max_header_block_ = 64 * 1024; /* H2MaxHeaderBlockLen */
     SessionState state_ = SessionState::INIT;
     bool goaway_sent_ = false;
