@@ -1,0 +1,177 @@
+"""Issue 5, point 4: a client reset frees the work behind the stream.
+
+RST_STREAM(CANCEL) from the client on a stream whose CGI is still
+producing (slow.py: a chunk every 200 ms for 60 s) must end the CGI within
+5 s (its pid vanishes from /proc), free the worker for the next request,
+and leave the connection serving new streams.  The same when the client
+closes the whole connection.  The worker pool is kept at WORKERS threads,
+so a worker that is not freed shows as a request that never starts.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from h2x.frames import ErrorCodes
+
+WORKERS = 2
+GONE_WITHIN = 5.0
+SLOW = "/cgi-bin/slow.py?ms=200&s=60"
+
+pytestmark = [pytest.mark.h2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _server(httpd):
+    httpd.reconfigure(extra_global=(
+        f"H2MinWorkers 1\nH2MaxWorkers {WORKERS}\nLogLevel warn h2x:debug h2x_test:info\n"
+        "<Location /h2x/stream>\n    SetHandler h2x-stream\n</Location>\n"))
+    yield
+
+
+@pytest.fixture
+def piddir():
+    """A directory under /tmp that www-data can write pid files into."""
+    d = tempfile.mkdtemp(prefix="h2x330-", dir="/tmp")
+    os.chmod(d, 0o777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_pid(path, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            if text:
+                return int(text)
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no pid in {path} after {timeout}s")
+
+
+def _wait_gone(pids, timeout=GONE_WITHIN):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def _start_slow(c, piddir, n):
+    """n slow.py streams; wait until each produced a chunk and wrote its pid."""
+    sids, pids = [], []
+    for i in range(n):
+        path = os.path.join(piddir, f"{c.port}-{len(c.streams)}-{i}.pid")
+        sids.append(c.request("GET", f"{SLOW}&pidfile={path}"))
+        pids.append(path)
+    assert c.run(lambda c: all(b"chunk 0" in c.stream(s).body for s in sids), timeout=15), \
+        [c.stream(s) for s in sids]
+    pids = [_wait_pid(p) for p in pids]
+    assert all(_alive(p) for p in pids)
+    return sids, pids
+
+
+def _assert_serves(c, n=WORKERS + 1):
+    """New streams (more than the pool has workers) complete promptly: the
+    workers of the reset streams are free again."""
+    sids = [c.request("GET", "/cgi-bin/hello.py") for _ in range(n)]
+    assert c.wait_all_ended(timeout=10), c.unended()
+    for sid in sids:
+        s = c.stream(sid)
+        assert s.ended_by == "END_STREAM" and s.status == 200, s
+    assert not c.goaways and not c.closed
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_330_01_cancel_ends_cgi(frame_client, piddir, tls):
+    c = frame_client(tls=tls)
+    for _ in range(3):                     # the same connection, three rounds
+        (sid,), (pid,) = _start_slow(c, piddir, 1)
+        c.reset(sid, ErrorCodes.CANCEL)
+        t0 = time.monotonic()
+        left = _wait_gone([pid])
+        assert not left, f"CGI {pid} still alive {GONE_WITHIN}s after RST_STREAM(CANCEL)"
+        c.run(timeout=0.3)
+        # After our reset the server may send nothing more, or RST_STREAM;
+        # never END_STREAM (the response was not complete).
+        assert not [f for f in c.stream(sid).frames if f.end_stream and f.t > t0]
+        _assert_serves(c)
+
+
+def test_h2x_330_02_cancel_all_workers(frame_client, piddir):
+    """Occupy every worker with slow CGIs, reset them all: the pool is free
+    again (new requests would queue forever otherwise)."""
+    c = frame_client()
+    sids, pids = _start_slow(c, piddir, WORKERS)
+    # With every worker busy, a further request waits (the limit is real).
+    queued = c.request("GET", "/cgi-bin/hello.py")
+    c.run(timeout=1.0)
+    assert not c.stream(queued).frames, c.stream(queued)
+    for sid in sids:
+        c.reset(sid, ErrorCodes.CANCEL)
+    # The reset frees a worker: the queued request runs now.
+    assert c.wait_stream_end(queued, timeout=GONE_WITHIN), c.stream(queued)
+    assert c.stream(queued).status == 200
+    left = _wait_gone(pids)
+    assert not left, f"CGIs {left} still alive {GONE_WITHIN}s after RST_STREAM(CANCEL)"
+    _assert_serves(c)
+
+
+@pytest.mark.parametrize("code", [ErrorCodes.CANCEL, ErrorCodes.INTERNAL_ERROR,
+                                  ErrorCodes.NO_ERROR], ids=["CANCEL", "INTERNAL", "NO_ERROR"])
+def test_h2x_330_03_reset_handler_stops(httpd, frame_client, code):
+    """h2x-stream (a chunk every 100 ms for 30 s) stops writing soon after
+    the client's reset: it logs 'stopped after N chunks'."""
+    c = frame_client()
+    sid = c.request("GET", "/h2x/stream?count=300&size=10&ms=100")
+    assert c.run(lambda c: len(c.stream(sid).body) >= 20, timeout=10)
+    c.reset(sid, code)
+    deadline = time.monotonic() + GONE_WITHIN
+    stopped = []
+    while time.monotonic() < deadline and not stopped:
+        stopped = [l for l in httpd.log.new_lines() if "h2x-stream: stopped after" in l]
+        time.sleep(0.1)
+    assert stopped, "h2x-stream did not stop within 5s of the reset"
+    _assert_serves(c)
+
+
+def test_h2x_330_04_connection_close_ends_cgis(frame_client, piddir):
+    """The client closes the TCP connection with slow CGIs in flight: all
+    end within 5 s, and the workers serve other connections."""
+    c = frame_client()
+    sids, pids = _start_slow(c, piddir, WORKERS)
+    c.close()
+    for sid in sids:
+        c.expect_open(sid)         # the client dropped them with the connection
+    left = _wait_gone(pids)
+    assert not left, f"CGIs {left} still alive {GONE_WITHIN}s after the client closed"
+    _assert_serves(frame_client())
+
+
+def test_h2x_330_05_connection_close_tls_and_goaway(frame_client, piddir):
+    """The same over TLS, with a polite GOAWAY before the close."""
+    c = frame_client(tls=True)
+    sids, pids = _start_slow(c, piddir, WORKERS)
+    c.send_goaway(last_stream_id=0)
+    c.close()
+    for sid in sids:
+        c.expect_open(sid)
+    left = _wait_gone(pids)
+    assert not left, f"CGIs {left} still alive {GONE_WITHIN}s after the client closed"
+    _assert_serves(frame_client(tls=True))
