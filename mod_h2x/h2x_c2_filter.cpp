@@ -60,8 +60,40 @@ int add_field(void *data, const char *name, const char *value) noexcept
     return 1;
 }
 
-/* What httpd's HTTP/1 header filter decides about a response, minus the
- * HTTP/1 framing: the fields a client gets. */
+/* httpd's fixup_vary(): one Vary field, each token once. */
+void merge_vary(request_rec *r) noexcept
+{
+    const apr_array_header_t *arr = apr_table_elts(r->headers_out);
+    auto *elts = reinterpret_cast<const apr_table_entry_t *>(arr->elts);
+    std::string merged;
+    int count = 0;
+    for (int i = 0; i < arr->nelts; ++i) {
+        if (!elts[i].key || strcasecmp(elts[i].key, "Vary") || !elts[i].val) {
+            continue;
+        }
+        ++count;
+        char *list = apr_pstrdup(r->pool, elts[i].val);
+        char *state = nullptr;
+        for (char *tok = apr_strtok(list, ", \t", &state); tok;
+             tok = apr_strtok(nullptr, ", \t", &state)) {
+            std::string needle = std::string(", ") + tok + ",";
+            std::string hay = ", " + merged + ",";
+            if (strcasestr(hay.c_str(), needle.c_str())) {
+                continue;
+            }
+            if (!merged.empty()) {
+                merged.append(",");
+            }
+            merged.append(tok);
+        }
+    }
+    if (count > 1) {
+        apr_table_setn(r->headers_out, "Vary", apr_pstrdup(r->pool, merged.c_str()));
+    }
+}
+
+/* What httpd's HTTP/1 header filter (ap_http_header_filter) decides about
+ * a response, minus the HTTP/1 framing: the fields a client gets. */
 Head make_head(request_rec *r) noexcept
 {
     Head head;
@@ -69,6 +101,23 @@ Head make_head(request_rec *r) noexcept
     if (!apr_is_empty_table(r->err_headers_out)) {
         r->headers_out = apr_table_overlay(r->pool, r->err_headers_out, r->headers_out);
         apr_table_clear(r->err_headers_out);
+    }
+    if (apr_table_get(r->subprocess_env, "force-no-vary")) {
+        apr_table_unset(r->headers_out, "Vary");
+    }
+    else {
+        merge_vary(r);
+    }
+    /* FileETag None, mod_include: "no-etag" removes the ETag. */
+    if (apr_table_get(r->notes, "no-etag")) {
+        apr_table_unset(r->headers_out, "ETag");
+    }
+    if (r->status == HTTP_NO_CONTENT || r->status == HTTP_NOT_MODIFIED) {
+        /* RFC 9110 §15.3.5, §15.4.5: no content, so nothing describes it. */
+        apr_table_unset(r->headers_out, "Content-Length");
+        r->content_type = r->content_encoding = nullptr;
+        r->content_languages = nullptr;
+        r->clength = 0;
     }
     if (r->content_type) {
         const char *ctype = ap_make_content_type(r, r->content_type);
@@ -94,6 +143,13 @@ Head make_head(request_rec *r) noexcept
         char *date = static_cast<char *>(apr_palloc(r->pool, APR_RFC822_DATE_LEN));
         ap_recent_rfc822_date(date, r->request_time);
         apr_table_addn(r->headers_out, "Expires", date);
+    }
+    if (r->header_only) {
+        /* As httpd does: no "Content-Length: 0" on a HEAD response. */
+        const char *cl = apr_table_get(r->headers_out, "Content-Length");
+        if (cl && !std::strcmp(cl, "0")) {
+            apr_table_unset(r->headers_out, "Content-Length");
+        }
     }
     /* Date and Server as httpd sets them, keeping a proxied origin's. */
     if (r->proxyreq == PROXYREQ_NONE || !apr_table_get(r->headers_out, "Date")) {

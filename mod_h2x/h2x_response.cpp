@@ -38,23 +38,6 @@ bool is_connection_specific(const std::string &name) noexcept
            || name == "transfer-encoding" || name == "upgrade";
 }
 
-/* RFC 9110 §15.4.5: a 304 carries the fields a 200 would have had that
- * help caches (plus Date/Server); httpd keeps this list over HTTP/1.1. */
-bool kept_on_304(const std::string &name) noexcept
-{
-    static const char *const keep[] = {
-        "cache-control", "content-location", "date", "etag", "expires", "server",
-        "vary", "warning", "www-authenticate", "proxy-authenticate", "set-cookie",
-        "set-cookie2", "last-modified", "age",
-    };
-    for (const char *k : keep) {
-        if (name == k) {
-            return true;
-        }
-    }
-    return false;
-}
-
 } // namespace
 
 void response_fields_normalize(Head *head, int status) noexcept
@@ -70,10 +53,8 @@ void response_fields_normalize(Head *head, int status) noexcept
                                         || is_connection_specific(f.first)) {
                                         return true;
                                     }
-                                    if (status == 304) {
-                                        return !kept_on_304(f.first);
-                                    }
-                                    if (status == 204 || (status >= 100 && status < 200)) {
+                                    if (status == 204 || status == 304
+                                        || (status >= 100 && status < 200)) {
                                         return f.first == "content-length";
                                     }
                                     return false;

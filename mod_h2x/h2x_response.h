@@ -25,8 +25,8 @@ bool response_is_header_only(int status) noexcept;
 /* The Content-Length field's value, or -1. */
 apr_off_t response_content_length(const Head &head) noexcept;
 
-/* Lowercases names, drops connection-specific fields, and for 204/304 the
- * fields that describe content that is not there. `status` 0: trailers. */
+/* Lowercases names, drops connection-specific fields, and for 1xx, 204 and
+ * 304 the Content-Length. `status` 0: trailers. */
 void response_fields_normalize(Head *head, int status) noexcept;
 
 /* nghttp2 name/value pairs pointing into `head` (which must outlive them);

@@ -530,6 +530,8 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
         return static_cast<ssize_t>(n);
     }
     if (n == 0) {
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c1_, "h2x_stream(%ld-%d): data deferred",
+                      c1_->id, stream_id);
         s->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
     }
@@ -619,6 +621,9 @@ void Session::process_output(Stream *s) noexcept
     if (s->response_submitted && s->deferred
         && (st.buffered > 0 || st.end != BeamEnd::OPEN || st.has_trailers)) {
         s->deferred = false;
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c1_,
+                      "h2x_stream(%ld-%d): data resumed, %lu bytes waiting", c1_->id, s->id,
+                      static_cast<unsigned long>(st.buffered));
         nghttp2_session_resume_data(ngh2_, s->id);
     }
     if (s->c2_done && !s->response_submitted && s->end == StreamEnd::NONE) {
@@ -739,46 +744,68 @@ bool Session::read_input() noexcept
 
 bool Session::write_output() noexcept
 {
+    /* Frames are coalesced into writes of up to 64 KB; everything nghttp2
+     * has to send goes out before c1 sleeps again. */
     for (;;) {
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(ngh2_, &data);
-        if (n < 0) {
-            ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10019)
-                          "h2x_session(%ld): mem_send: %s", c1_->id,
-                          nghttp2_strerror(static_cast<int>(n)));
+        bool full = false;
+        for (;;) {
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(ngh2_, &data);
+            if (n < 0) {
+                ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10019)
+                              "h2x_session(%ld): mem_send: %s", c1_->id,
+                              nghttp2_strerror(static_cast<int>(n)));
+                return false;
+            }
+            if (n == 0) {
+                break;
+            }
+            std::size_t at = out_buf_.size();
+            out_buf_.append(reinterpret_cast<const char *>(data), static_cast<std::size_t>(n));
+            patch_settings(at);
+            if (out_buf_.size() >= 64 * 1024) {
+                full = true;
+                break;
+            }
+        }
+        if (out_buf_.empty()) {
+            return true;
+        }
+        if (!flush_output()) {
             return false;
         }
-        if (n == 0) {
-            break;
-        }
-        std::size_t at = out_buf_.size();
-        out_buf_.append(reinterpret_cast<const char *>(data), static_cast<std::size_t>(n));
-        if (!settings_patched_ && out_buf_.size() - at >= 9
-            && static_cast<uint8_t>(out_buf_[at + 3]) == NGHTTP2_SETTINGS
-            && !(static_cast<uint8_t>(out_buf_[at + 4]) & NGHTTP2_FLAG_ACK)) {
-            /* Our first SETTINGS frame: add SETTINGS_MAX_CONCURRENT_STREAMS
-             * (see init()). A 6-byte entry; the length field grows by 6. */
-            settings_patched_ = true;
-            uint32_t len = (static_cast<uint8_t>(out_buf_[at]) << 16)
-                           | (static_cast<uint8_t>(out_buf_[at + 1]) << 8)
-                           | static_cast<uint8_t>(out_buf_[at + 2]);
-            uint32_t nlen = len + 6;
-            out_buf_[at] = static_cast<char>((nlen >> 16) & 0xff);
-            out_buf_[at + 1] = static_cast<char>((nlen >> 8) & 0xff);
-            out_buf_[at + 2] = static_cast<char>(nlen & 0xff);
-            uint32_t v = static_cast<uint32_t>(max_streams_);
-            const char entry[6] = {0, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
-                                   static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                                   static_cast<char>(v >> 8), static_cast<char>(v)};
-            out_buf_.insert(at + 9 + len, entry, 6);
-        }
-        if (out_buf_.size() >= 64 * 1024) {
-            break;
+        if (!full) {
+            return true;
         }
     }
-    if (out_buf_.empty()) {
-        return true;
+}
+
+/* Our first SETTINGS frame gets SETTINGS_MAX_CONCURRENT_STREAMS added (see
+ * init()): a 6-byte entry, and the frame's length grows by 6. */
+void Session::patch_settings(std::size_t at) noexcept
+{
+    if (settings_patched_ || out_buf_.size() - at < 9
+        || static_cast<uint8_t>(out_buf_[at + 3]) != NGHTTP2_SETTINGS
+        || (static_cast<uint8_t>(out_buf_[at + 4]) & NGHTTP2_FLAG_ACK)) {
+        return;
     }
+    settings_patched_ = true;
+    uint32_t len = (static_cast<uint8_t>(out_buf_[at]) << 16)
+                   | (static_cast<uint8_t>(out_buf_[at + 1]) << 8)
+                   | static_cast<uint8_t>(out_buf_[at + 2]);
+    uint32_t nlen = len + 6;
+    out_buf_[at] = static_cast<char>((nlen >> 16) & 0xff);
+    out_buf_[at + 1] = static_cast<char>((nlen >> 8) & 0xff);
+    out_buf_[at + 2] = static_cast<char>(nlen & 0xff);
+    uint32_t v = static_cast<uint32_t>(max_streams_);
+    const char entry[6] = {0, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                           static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                           static_cast<char>(v >> 8), static_cast<char>(v)};
+    out_buf_.insert(at + 9 + len, entry, 6);
+}
+
+bool Session::flush_output() noexcept
+{
     apr_brigade_cleanup(out_bb_);
     apr_time_t now = apr_time_now();
     if (tls_ && tls_cooldown_ > 0 && now - last_write_ > tls_cooldown_) {

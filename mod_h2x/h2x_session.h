@@ -70,6 +70,8 @@ class Session {
     void maybe_destroy(Stream *s) noexcept;
     bool read_input() noexcept;          /* false: connection gone */
     bool write_output() noexcept;        /* false: write failed */
+    bool flush_output() noexcept;        /* writes out_buf_ to c1 */
+    void patch_settings(std::size_t at) noexcept;
     void start_shutdown(uint32_t error) noexcept; /* GOAWAY */
     void teardown() noexcept;
     void check_blocked_output(apr_time_t now) noexcept;
