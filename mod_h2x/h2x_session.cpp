@@ -116,6 +116,7 @@ Session::Session(conn_rec *c1, server_rec *s, const char *protocol) noexcept
     stream_max_mem_ = cfg.stream_max_mem > 0 ? static_cast<std::size_t>(cfg.stream_max_mem) : 65536;
     max_data_frame_len_ = cfg.max_data_frame_len > 0 ? cfg.max_data_frame_len : 0;
     tls_ = std::strcmp(protocol, "h2") == 0;
+    output_hold_ = cfg.output_buffering ? apr_time_from_msec(20) : 0;
     tls_warmup_size_ = cfg.tls_warmup_size;
     tls_cooldown_ = apr_time_from_sec(cfg.tls_cooldown_secs);
     padding_bits_ = std::min(std::max(cfg.padding_bits, 0), 8);
@@ -508,6 +509,24 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
     if (!s || !s->out) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
+    if (output_hold_ > 0 && !s->c2_done) {
+        /* H2OutputBuffering: a frame shorter than it could be, with the end
+         * not yet known, waits a moment for more data or the end, so that
+         * END_STREAM can ride this DATA frame instead of a zero-length one
+         * (DESIGN.md invariant 4), and small writes travel together. */
+        Beam::State st = s->out->state();
+        if (st.end == BeamEnd::OPEN && st.buffered < length && !st.has_trailers) {
+            apr_time_t now = apr_time_now();
+            if (!s->hold_until) {
+                s->hold_until = now + output_hold_;
+            }
+            if (now < s->hold_until) {
+                s->deferred = true;
+                return NGHTTP2_ERR_DEFERRED;
+            }
+        }
+    }
+    s->hold_until = 0;
     Beam::State after;
     std::size_t n = s->out->read_data(reinterpret_cast<char *>(buf), length, &after);
     if (after.end == BeamEnd::ABORTED) {
@@ -532,6 +551,7 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
     if (n == 0) {
         ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c1_, "h2x_stream(%ld-%d): data deferred",
                       c1_->id, stream_id);
+        s->hold_until = 0;
         s->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
     }
@@ -890,6 +910,26 @@ void Session::check_blocked_output(apr_time_t now) noexcept
     }
 }
 
+/* Streams whose short DATA frame waited out its hold send it now. */
+apr_interval_time_t Session::release_held_output(apr_time_t now) noexcept
+{
+    apr_interval_time_t next = -1;
+    for (auto &kv : streams_) {
+        Stream *s = kv.second.get();
+        if (!s->hold_until || s->closed || !s->deferred) {
+            continue;
+        }
+        if (now >= s->hold_until) {
+            s->deferred = false;
+            nghttp2_session_resume_data(ngh2_, s->id);
+        }
+        else if (next < 0 || s->hold_until - now < next) {
+            next = s->hold_until - now;
+        }
+    }
+    return next;
+}
+
 void Session::run() noexcept
 {
     apr_interval_time_t keepalive = server_->keep_alive_timeout;
@@ -906,6 +946,7 @@ void Session::run() noexcept
             start_shutdown(NGHTTP2_NO_ERROR);
         }
         check_blocked_output(apr_time_now());
+        release_held_output(apr_time_now());
         if (!write_output()) {
             break;
         }
@@ -935,6 +976,10 @@ void Session::run() noexcept
         if (state_ == SessionState::IDLE) {
             apr_interval_time_t left = keepalive - (apr_time_now() - idle_since_);
             wait = std::max<apr_interval_time_t>(std::min(wait, left), 1000);
+        }
+        apr_interval_time_t held = release_held_output(apr_time_now());
+        if (held >= 0) {
+            wait = std::min<apr_interval_time_t>(wait, std::max<apr_interval_time_t>(held, 100));
         }
         mplx_->c1_wait(wait);
     }

@@ -75,6 +75,7 @@ class Session {
     void start_shutdown(uint32_t error) noexcept; /* GOAWAY */
     void teardown() noexcept;
     void check_blocked_output(apr_time_t now) noexcept;
+    apr_interval_time_t release_held_output(apr_time_t now) noexcept;
 
     conn_rec *c1_;
     server_rec *server_;
@@ -90,6 +91,7 @@ class Session {
     int max_data_frame_len_ = 0;    /* H2MaxDataFrameLen, 0: no own cap */
     int padding_bits_ = 0;          /* H2Padding */
     bool tls_ = false;              /* h2 over TLS */
+    apr_interval_time_t output_hold_ = 0; /* H2OutputBuffering: short-frame hold */
     apr_int64_t tls_warmup_size_ = 0;   /* H2TLSWarmUpSize */
     apr_interval_time_t tls_cooldown_ = 0; /* H2TLSCoolDownSecs */
     apr_int64_t tls_warm_bytes_ = 0;    /* written since the last cool-down */
