@@ -309,7 +309,7 @@ def compare_h1_h2(server, case, tls):
 
 # Cases that fail because of an engine bug (test/FINDINGS-issue3.md); they
 # run from pending_test_250_responses.py until fixed.
-PENDING = {"static-large"}     # F1: stalls at a 64 KiB boundary with curl's windows
+PENDING = set()
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
