@@ -891,8 +891,11 @@ void Session::check_blocked_output(apr_time_t now) noexcept
         bool blocked = st.buffered > 0
                        && (conn_window <= 0
                            || nghttp2_session_get_stream_remote_window_size(ngh2_, s->id) <= 0);
-        if (!blocked) {
-            s->blocked_since = 0;
+        if (!blocked || st.received != s->blocked_sent) {
+            /* Not blocked, or the client took data since: a slow reader
+             * is not a stalled one. */
+            s->blocked_since = blocked ? now : 0;
+            s->blocked_sent = st.received;
             continue;
         }
         if (!s->blocked_since) {

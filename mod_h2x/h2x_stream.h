@@ -43,6 +43,7 @@ struct Stream {
     bool rst_submitted = false;              /* c1: we asked for RST_STREAM */
     std::uint64_t in_consumed = 0;           /* c1: request bytes given back to flow control */
     apr_time_t blocked_since = 0;            /* c1: output waits on the client's window */
+    std::uint64_t blocked_sent = 0;          /* c1: bytes taken from `out` at blocked_since */
     apr_time_t hold_until = 0;               /* c1: a short DATA frame waits until then */
 
     /* Nothing borrows this stream any more. */
