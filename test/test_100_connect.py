@@ -8,6 +8,9 @@ virtual hosts:
   h1_tls    TLS,   `Protocols http/1.1`
   order_on  TLS,   `Protocols http/1.1 h2`, `ProtocolsHonorOrder on`
   order_off TLS,   `Protocols http/1.1 h2`, `ProtocolsHonorOrder off`
+  direct_off plain, `Protocols h2 h2c http/1.1`, `H2Direct off`
+  upgrade_off plain, `Protocols h2 h2c http/1.1`, `H2Upgrade off`
+  direct_tls TLS,  `Protocols h2 http/1.1`, `H2Direct on`
 """
 
 import http.client
@@ -29,7 +32,9 @@ INDEX_TEXT = b"mod_h2x test site"
 @pytest.fixture(scope="module", autouse=True)
 def ports(httpd, env):
     cert, key = env.cert()
-    p = dict(zip(("h1_port", "h1_tls", "order_on", "order_off"), free_ports(4)))
+    names = ("h1_port", "h1_tls", "order_on", "order_off", "direct_off", "upgrade_off",
+             "direct_tls")
+    p = dict(zip(names, free_ports(len(names))))
     tls = f'SSLEngine on\n    SSLCertificateFile "{cert}"\n    SSLCertificateKeyFile "{key}"'
     conf = [TEST_HANDLER_CONF]
     for name, port in p.items():
@@ -42,6 +47,11 @@ def ports(httpd, env):
         conf.append(f"<VirtualHost 127.0.0.1:{p[name]}>\n    ServerName localhost\n"
                     f"    Protocols http/1.1 h2\n    ProtocolsHonorOrder {honor}\n"
                     f"    {tls}\n</VirtualHost>")
+    for name, directive in (("direct_off", "H2Direct off"), ("upgrade_off", "H2Upgrade off")):
+        conf.append(f"<VirtualHost 127.0.0.1:{p[name]}>\n    ServerName localhost\n"
+                    f"    Protocols h2 h2c http/1.1\n    {directive}\n</VirtualHost>")
+    conf.append(f"<VirtualHost 127.0.0.1:{p['direct_tls']}>\n    ServerName localhost\n"
+                f"    Protocols h2 http/1.1\n    H2Direct on\n    {tls}\n</VirtualHost>")
     httpd.reconfigure(extra_global="\n".join(conf))
     return p
 
@@ -182,6 +192,35 @@ def test_h2x_100_21_h2c_env_vars(httpd, frame_client):
     assert "HTTP2=on" in lines, lines
     assert "HTTPS=on" not in lines
     assert "request.protocol=HTTP/2.0" in lines
+
+
+def test_h2x_100_22_h2direct_off(httpd, ports, frame_client):
+    """H2Direct off: the h2 preface is not taken as HTTP/2 (it is a bad
+    HTTP/1.1 request); HTTP/1.1 and the h2c Upgrade still work."""
+    port = ports["direct_off"]
+    out = http1_exchange(port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert not out or out.startswith(b"HTTP/1."), out[:100]
+    c = FrameClient("127.0.0.1", port, timeout=3)
+    frame_client.track(c)
+    c.connect()
+    c.run(lambda c: bool(c.settings), timeout=2)
+    assert not c.settings, "server spoke HTTP/2 with H2Direct off"
+    r = curl(f"http://127.0.0.1:{port}/index.html", http="h2c-upgrade")
+    assert r.http_version == "2" and r.status == 200, r
+    r = curl(f"http://127.0.0.1:{port}/index.html", http="1.1")
+    assert r.status == 200
+
+
+def test_h2x_100_23_h2upgrade_off(httpd, ports):
+    """H2Upgrade off: Upgrade: h2c is ignored (answered over HTTP/1.1),
+    prior knowledge still works."""
+    port = ports["upgrade_off"]
+    r = curl(f"http://127.0.0.1:{port}/index.html", http="h2c-upgrade")
+    assert r.exit_code == 0, r
+    assert r.http_version == "1.1" and r.status == 200
+    assert len(r.header_blocks) == 1
+    r = curl(f"http://127.0.0.1:{port}/index.html", http="2-prior")
+    assert r.http_version == "2" and r.status == 200
 
 
 # -- Protocols per virtual host -------------------------------------------------------
