@@ -17,6 +17,7 @@
 #include "h2x_config.h"
 #include "h2x_conn_ctx.h"
 #include "h2x_mplx.h"
+#include "h2x_response.h"
 
 namespace h2x {
 
@@ -199,6 +200,38 @@ int c2_pre_connection(conn_rec *c, void *) noexcept
     return OK;
 }
 
+/* H2EarlyHints on: a 103 with the H2EarlyHint fields and a preload Link
+ * per H2PushResource, before the handler runs (RFC 8297). */
+void send_configured_early_hints(request_rec *r, C2Task *task) noexcept
+{
+    if (r->main || r->prev || task->final_head || !early_hints_enabled(r)) {
+        return;
+    }
+    const DirConfig &dc = dir_config(r);
+    Head hints;
+    hints.status = 103;
+    if (dc.early_hint_headers) {
+        auto *h = reinterpret_cast<const EarlyHint *>(dc.early_hint_headers->elts);
+        for (int i = 0; i < dc.early_hint_headers->nelts; ++i) {
+            hints.fields.emplace_back(h[i].name, h[i].value);
+        }
+    }
+    if (dc.push_resources) {
+        auto *p = reinterpret_cast<const PushResource *>(dc.push_resources->elts);
+        for (int i = 0; i < dc.push_resources->nelts; ++i) {
+            hints.fields.emplace_back(
+                "link", std::string("<") + p[i].uri_ref + ">; rel=preload"
+                            + (p[i].critical ? "; critical" : ""));
+        }
+    }
+    if (hints.fields.empty()) {
+        return;
+    }
+    response_fields_normalize(&hints, 103);
+    std::vector<Head> heads(1, std::move(hints));
+    task->out->send(&heads, nullptr, 0, nullptr, false, 0);
+}
+
 /* Variables mod_http2 provides to CGI and SSI (H2_* and HTTP2). */
 int c2_fixups(request_rec *r) noexcept
 {
@@ -215,6 +248,7 @@ int c2_fixups(request_rec *r) noexcept
     apr_table_setn(env, "H2_PUSHED_ON", "");
     apr_table_setn(env, "H2_STREAM_ID", apr_itoa(r->pool, ctx->task->stream_id));
     apr_table_setn(env, "H2_STREAM_TAG", c->log_id);
+    send_configured_early_hints(r, ctx->task);
     return DECLINED;
 }
 

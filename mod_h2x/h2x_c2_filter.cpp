@@ -15,6 +15,7 @@
 
 #include "h2x_bucket_head.h"
 #include "h2x_c2.h"
+#include "h2x_config.h"
 #include "h2x_conn_ctx.h"
 #include "h2x_mplx.h"
 #include "h2x_response.h"
@@ -456,7 +457,13 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                 ctx->interim->append(data, len);
                 Head interim;
                 while (parse_interim(ctx->interim, &interim)) {
-                    if (interim.status >= 100 && interim.status < 200 && interim.status != 101) {
+                    /* 103 Early Hints only with H2EarlyHints on, as in
+                     * mod_http2; 101 has no meaning inside HTTP/2. */
+                    bool forward = interim.status >= 100 && interim.status < 200
+                                   && interim.status != 101
+                                   && (interim.status != 103
+                                       || (task->r && early_hints_enabled(task->r)));
+                    if (forward) {
                         ctx->heads->push_back(std::move(interim));
                         push_now = true;
                     }
