@@ -616,6 +616,14 @@ void c2_filter_setup_connection(conn_rec *c2) noexcept
     ap_add_output_filter_handle(g_net_out_filter, nullptr, nullptr, c2);
 }
 
+namespace {
+apr_status_t forget_request(void *data) noexcept
+{
+    static_cast<C2Task *>(data)->r = nullptr;
+    return APR_SUCCESS;
+}
+} // namespace
+
 void c2_filter_setup_request(request_rec *r) noexcept
 {
     ap_remove_output_filter_byhandle(r->output_filters, "HTTP_HEADER");
@@ -623,6 +631,9 @@ void c2_filter_setup_request(request_rec *r) noexcept
     C2Task *task = task_of(r->connection);
     if (task) {
         task->r = r;
+        /* The EOR bucket destroys r; httpd may read c2 after that (its
+         * pipeline check), so forget r with its pool. */
+        apr_pool_cleanup_register(r->pool, task, forget_request, apr_pool_cleanup_null);
     }
 }
 
