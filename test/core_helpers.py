@@ -6,7 +6,6 @@ directory on sys.path, so the tests `import core_helpers`.
 
 import base64
 import hashlib
-import os
 import socket
 import ssl
 import time

@@ -19,7 +19,8 @@ import ssl
 
 import pytest
 
-from core_helpers import TEST_HANDLER_CONF, h2c_upgrade, http1_exchange, read_rest
+from core_helpers import (TEST_HANDLER_CONF, h2c_settings_b64, h2c_upgrade, http1_exchange,
+                          read_rest)
 from h2x.clients import curl
 from h2x.frames import FrameClient
 from h2x.ports import free_ports
@@ -309,3 +310,69 @@ def test_h2x_100_41_http11_and_h2_side_by_side(httpd, frame_client):
     sid2 = c.request("GET", "/1k.txt")
     assert c.wait_stream_end(sid2)
     assert len(c.stream(sid2).body) == 1024
+
+
+# -- h2c Upgrade edge cases, H2Direct over TLS ---------------------------------------
+
+
+def _upgrade_raw(httpd, settings_lines):
+    sock = socket.create_connection(("127.0.0.1", httpd.http_port), timeout=10)
+    req = (f"GET /index.html HTTP/1.1\r\nHost: {httpd.authority()}\r\n"
+           f"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+           + "".join(f"HTTP2-Settings: {v}\r\n" for v in settings_lines) + "\r\n")
+    sock.sendall(req.encode())
+    try:
+        return read_rest(sock, timeout=2)
+    finally:
+        sock.close()
+
+
+def test_h2x_100_15_upgrade_two_http2_settings_not_upgraded(httpd):
+    """RFC 7540 §3.2.1: "A server MUST NOT upgrade the connection to
+    HTTP/2 if this header field is not present or if more than one is
+    present."  Two HTTP2-Settings fields: answered over HTTP/1.1."""
+    out = _upgrade_raw(httpd, [h2c_settings_b64(), h2c_settings_b64()])
+    assert out.startswith(b"HTTP/1.1 200"), out[:120]
+    assert INDEX_TEXT in out
+
+
+@pytest.mark.parametrize("value", ["AAA", "AAMAAABkAA"], ids=["2-bytes", "7-bytes"])
+def test_h2x_100_16_upgrade_bad_http2_settings(httpd, value):
+    """an HTTP2-Settings value that does not decode to a SETTINGS payload
+    (length not a multiple of 6) must not leave the client with a 101 and
+    then a silent close: either no upgrade (HTTP/1.1 answer), or after 101 a
+    GOAWAY(PROTOCOL_ERROR) (RFC 7540 §3.2.1, §6.5); and no [error] log line
+    a client can trigger at will."""
+    out = _upgrade_raw(httpd, [value])
+    if out.startswith(b"HTTP/1.1 101"):
+        rest = out.split(b"\r\n\r\n", 1)[1]
+        c = FrameClient("127.0.0.1", httpd.http_port)
+        c._inbuf += rest
+        frames = []
+        while len(c._inbuf) >= 9:
+            n = int.from_bytes(c._inbuf[0:3], "big")
+            if len(c._inbuf) < 9 + n:
+                break
+            frames.append(c._describe(bytes(c._inbuf[:9]), bytes(c._inbuf[9:9 + n])))
+            del c._inbuf[:9 + n]
+        assert any(f.type == "GOAWAY" for f in frames), (out[:200], [str(f) for f in frames])
+    else:
+        assert out.startswith(b"HTTP/1.1 "), out[:120]
+
+
+def test_h2x_100_24_h2direct_on_tls(httpd, ports, frame_client):
+    """mod_http2's `H2Direct on` in a TLS vhost: a TLS client that sends
+    the h2 preface without ALPN is spoken to in h2 (mod_http2
+    h2_c1_can_direct(): direct on + h2 allowed by Protocols)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE          # no ALPN offered
+    raw = socket.create_connection(("127.0.0.1", ports["direct_tls"]), timeout=10)
+    c = FrameClient("127.0.0.1", ports["direct_tls"], tls=True)
+    frame_client.track(c)
+    c.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+    assert c.sock.selected_alpn_protocol() is None
+    c.send_preface()
+    sid = c.request("GET", "/index.html")
+    assert c.wait_stream_end(sid, timeout=5), c.frames
+    assert c.stream(sid).status == 200

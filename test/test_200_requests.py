@@ -145,6 +145,23 @@ def test_h2x_200_13_repeated_headers(frame_client):
     assert vals in (["1, 2"], ["1", "2"]), vals
 
 
+def test_h2x_200_14_cookie_crumbs_not_counted_as_fields(httpd, frame_client):
+    """RFC 9113 §8.2.3: cookie crumbs are one Cookie field for httpd.
+    150 crumbs (more than LimitRequestFields, within LimitRequestFieldSize
+    once joined) are served as HTTP/1.1 serves one Cookie line with them."""
+    n = LIMIT_FIELDS + 20
+    crumbs = [f"c{i}=v" for i in range(n)]
+    assert len("; ".join(crumbs)) < LIMIT_FIELD_SIZE
+    h1 = http1_exchange(httpd.http_port, ("GET /index.html HTTP/1.1\r\nHost: localhost\r\n"
+                                          f"Cookie: {'; '.join(crumbs)}\r\n"
+                                          "Connection: close\r\n\r\n").encode())
+    assert h1.startswith(b"HTTP/1.1 200"), h1[:100]
+    c = frame_client()
+    sid = c.request("GET", "/index.html", headers=[("cookie", v) for v in crumbs])
+    assert c.wait_stream_end(sid)
+    assert c.stream(sid).status == 200, c.stream(sid)
+
+
 # -- request bodies ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [0, 1, 16384, 65535, 65536, 300_000, 2_000_000])
