@@ -3,6 +3,10 @@
 #include "h2x_c1.h"
 
 #include <cstring>
+#include <string>
+
+#include <apr_base64.h>
+#include <apr_lib.h>
 
 #include <http_connection.h>
 #include <http_core.h>
@@ -73,7 +77,18 @@ int c1_process_connection(conn_rec *c) noexcept
             }
             ctx = conn_ctx(c);
             if (!ctx || !ctx->protocol) {
-                return DECLINED;
+                /* No ALPN choice: H2Direct lets a client that knows start
+                 * with the preface over TLS too, as in mod_http2. */
+                const char *alpn = ap_get_protocol(c);
+                if ((alpn && std::strcmp(alpn, AP_PROTOCOL_HTTP1))
+                    || !direct_enabled(c->base_server, true)
+                    || !ap_is_allowed_protocol(c, nullptr, c->base_server, "h2")
+                    || !starts_with_preface(c)) {
+                    return DECLINED;
+                }
+                ctx = conn_ctx_ensure(c);
+                ctx->protocol = "h2";
+                ctx->server = c->base_server;
             }
         }
         else {
@@ -92,6 +107,29 @@ int c1_process_connection(conn_rec *c) noexcept
 }
 
 /* ALPN and Upgrade: which of our protocols may this connection switch to? */
+/* HTTP2-Settings is the base64url of a SETTINGS payload. */
+bool http2_settings_valid(apr_pool_t *p, const char *value) noexcept
+{
+    std::string b64(value);
+    for (char &ch : b64) {
+        if (ch == '-') {
+            ch = '+';
+        }
+        else if (ch == '_') {
+            ch = '/';
+        }
+        else if (!apr_isalnum(ch) && ch != '+' && ch != '/' && ch != '=') {
+            return false;
+        }
+    }
+    while (b64.size() % 4) {
+        b64.push_back('=');
+    }
+    char *buf = static_cast<char *>(apr_palloc(p, apr_base64_decode_len(b64.c_str()) + 1));
+    int len = apr_base64_decode(buf, b64.c_str());
+    return len >= 0 && len % 6 == 0;
+}
+
 int protocol_propose(conn_rec *c, request_rec *r, server_rec *s,
                      const apr_array_header_t *offers,
                      apr_array_header_t *proposals) noexcept
@@ -110,6 +148,11 @@ int protocol_propose(conn_rec *c, request_rec *r, server_rec *s,
         const char *settings = apr_table_get(r->headers_in, "HTTP2-Settings");
         const char *conn = apr_table_get(r->headers_in, "Connection");
         if (!settings || !conn || !ap_find_token(r->pool, conn, "http2-settings")) {
+            return DECLINED;
+        }
+        /* RFC 7540 §3.2.1: exactly one HTTP2-Settings (httpd joins repeated
+         * fields with ","), holding a whole number of 6-byte settings. */
+        if (std::strchr(settings, ',') || !http2_settings_valid(r->pool, settings)) {
             return DECLINED;
         }
         const char *cl = apr_table_get(r->headers_in, "Content-Length");

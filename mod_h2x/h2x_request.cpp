@@ -29,20 +29,25 @@ void Request::add(const server_rec *s, const char *name, std::size_t nlen,
         }
         return;
     }
+    bool crumb = nlen == 6 && !std::memcmp(name, "cookie", 6);
     /* LimitRequestFields / LimitRequestFieldSize: over HTTP/1.1 httpd
-     * answers both with 400 (protocol.c, ap_get_mime_headers_core). */
-    ++field_count_;
+     * answers both with 400 (protocol.c, ap_get_mime_headers_core). Cookie
+     * crumbs become one field (below), so they count once. */
+    if (!crumb || !has_cookie) {
+        ++field_count_;
+    }
     if (s->limit_req_fields && field_count_ > s->limit_req_fields) {
         fail_status = HTTP_BAD_REQUEST;
         return;
     }
-    if (s->limit_req_fieldsize && nlen + 2 + vlen > static_cast<std::size_t>(s->limit_req_fieldsize)) {
+    std::size_t field_size = crumb && has_cookie ? 8 + cookie.size() + 2 + vlen : nlen + 2 + vlen;
+    if (s->limit_req_fieldsize && field_size > static_cast<std::size_t>(s->limit_req_fieldsize)) {
         fail_status = HTTP_BAD_REQUEST;
         return;
     }
     /* RFC 9113 §8.2.3: a client may split the cookie field into crumbs; they
      * are joined with "; " before passing to an HTTP/1.1 context. */
-    if (nlen == 6 && !std::memcmp(name, "cookie", 6)) {
+    if (crumb) {
         if (has_cookie) {
             cookie.append("; ");
         }

@@ -434,13 +434,18 @@ int Session::on_data_chunk_recv(uint8_t, int32_t stream_id, const uint8_t *data,
                                 size_t len) noexcept
 {
     Stream *s = find(stream_id);
-    if (!s || !s->in || s->in->send(nullptr, reinterpret_cast<const char *>(data), len,
-                                    nullptr, false, 0) != SendResult::ACCEPTED) {
-        /* Nobody will read it: give the window back now. */
-        nghttp2_session_consume(ngh2_, stream_id, len);
-        if (s) {
-            s->in_consumed += len;
-        }
+    if (s && s->in && !s->c2_done
+        && s->in->send(nullptr, reinterpret_cast<const char *>(data), len, nullptr, false, 0)
+               == SendResult::ACCEPTED) {
+        s->in_received += len;
+        return 0;
+    }
+    /* Nobody will read it: give the window back now (RFC 9113 §6.9: the
+     * connection window counts it either way). */
+    nghttp2_session_consume(ngh2_, stream_id, len);
+    if (s) {
+        s->in_received += len;
+        s->in_consumed += len;
     }
     return 0;
 }
@@ -461,6 +466,7 @@ int Session::on_frame_send(const nghttp2_frame *frame) noexcept
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
             apply(s, StreamEvent::SEND_END_STREAM);
             set_end(s, StreamEnd::END_STREAM_SENT, 0);
+            stop_unread_body(s);
         }
         else if (frame->hd.type == NGHTTP2_HEADERS) {
             apply(s, StreamEvent::SEND_HEADERS);
@@ -556,6 +562,17 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
         return NGHTTP2_ERR_DEFERRED;
     }
     return static_cast<ssize_t>(n);
+}
+
+/* RFC 9113 §8.1: a complete response may end a request whose body is
+ * still coming with RST_STREAM(NO_ERROR), so the client stops sending it.
+ * Only once the handler is done: it may still be reading. */
+void Session::stop_unread_body(Stream *s) noexcept
+{
+    if (s->end == StreamEnd::END_STREAM_SENT && s->state == StreamState::HALF_CLOSED_LOCAL
+        && (!s->scheduled || s->c2_done)) {
+        reset(s, NGHTTP2_NO_ERROR);
+    }
 }
 
 void Session::reset(Stream *s, uint32_t code) noexcept
@@ -673,6 +690,17 @@ void Session::process_news() noexcept
             s->c2_done = true;
             if (!s->closed) {
                 status_.stream_update(id, "sending");
+            }
+            stop_unread_body(s);
+            if (s->in && !s->closed) {
+                /* What the handler left unread is given back to flow
+                 * control, and the rest of the body is not wanted. */
+                s->in->abort(AbortReason::CONN_GONE);
+                if (s->in_received > s->in_consumed) {
+                    nghttp2_session_consume(ngh2_, s->id,
+                                            static_cast<size_t>(s->in_received - s->in_consumed));
+                    s->in_consumed = s->in_received;
+                }
             }
         }
     }

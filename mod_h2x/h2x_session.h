@@ -67,6 +67,7 @@ class Session {
     void process_output(Stream *s) noexcept;
     void process_input_consumed(Stream *s) noexcept;
     void reset(Stream *s, uint32_t code) noexcept;
+    void stop_unread_body(Stream *s) noexcept;
     void maybe_destroy(Stream *s) noexcept;
     bool read_input() noexcept;          /* false: connection gone */
     bool write_output() noexcept;        /* false: write failed */

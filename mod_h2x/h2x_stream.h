@@ -41,6 +41,7 @@ struct Stream {
     Head held_head;                          /* c1: see Session::process_output() */
     bool deferred = false;                   /* c1: the data provider is paused */
     bool rst_submitted = false;              /* c1: we asked for RST_STREAM */
+    std::uint64_t in_received = 0;           /* c1: request bytes put into `in` */
     std::uint64_t in_consumed = 0;           /* c1: request bytes given back to flow control */
     apr_time_t blocked_since = 0;            /* c1: output waits on the client's window */
     std::uint64_t blocked_sent = 0;          /* c1: bytes taken from `out` at blocked_since */
