@@ -479,12 +479,17 @@ class FrameClient:
 
     def _await_window(self, rec: StreamRecord, deadline: float) -> int:
         """Read until both windows are positive; return what may be sent now."""
+        def stopped():
+            # A reset after a complete response (RFC 9113 §8.1: RST_STREAM
+            # NO_ERROR, "stop sending the body") also ends the upload.
+            return (rec.ended_by in ("RST_STREAM", "GOAWAY")
+                    or any(f.type == "RST_STREAM" for f in rec.frames))
+
         def ok(c):
-            return (min(rec.send_window, c.conn_send_window) > 0
-                    or rec.ended_by in ("RST_STREAM", "GOAWAY"))
+            return min(rec.send_window, c.conn_send_window) > 0 or stopped()
         if not ok(self):
             self.run(until=ok, timeout=max(0.0, deadline - time.monotonic()))
-        if rec.ended_by in ("RST_STREAM", "GOAWAY") or self.closed:
+        if stopped() or self.closed:
             return 0
         return min(rec.send_window, self.conn_send_window)
 
