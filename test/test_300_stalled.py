@@ -182,3 +182,66 @@ def test_h2x_300_05_stall_mod_cgi(httpd, frame_client):
         for c in frame_client.clients:
             c.check_ended()
         httpd.reconfigure(**_config(cgi="cgid"))
+
+
+def test_h2x_300_06_stall_after_large_body(frame_client):
+    """200 KB (beyond the initial 64 KB window) before the stall: all of it
+    arrives (it left the CGI 2 s before the timeout), then the reset."""
+    n = 200_000
+    c = frame_client()
+    sids = [c.request("GET", f"/cgi-bin/stall.py?n={n}&s={STALL_S}") for _ in range(3)]
+    assert c.wait_all_ended(timeout=TIMEOUT + SLACK + 5), c.unended()
+    for sid in sids:
+        s = c.stream(sid)
+        assert s.ended_by == "RST_STREAM" and s.rst_code == ErrorCodes.INTERNAL_ERROR, s
+        assert not any(f.end_stream for f in s.frames), s
+        assert s.body == (b"0123456789abcdef" * (n // 16 + 1))[:n], f"{len(s.body)} bytes"
+        assert c.shape(sid) == "HEADERS DATA RST(INTERNAL_ERROR)", s
+    _assert_usable(c)
+
+
+def test_h2x_300_07_stall_other_clients(httpd):
+    """curl over h2c Upgrade (the stalled request is the upgraded stream 1),
+    over h2 (TLS) and with prior knowledge: each reports the stream error
+    (curl exit 92, INTERNAL_ERROR) instead of waiting or taking a truncated
+    body as complete (exit 0)."""
+    from h2x.clients import curl
+    results = {}
+
+    def run(mode, tls):
+        results[mode] = curl(httpd.url(STALL, tls=tls), http=mode, timeout=TIMEOUT + SLACK + 5)
+    threads = [threading.Thread(target=run, args=a) for a in
+               [("h2c-upgrade", False), ("2", True), ("2-prior", False)]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for mode, r in results.items():
+        assert r.http_version == "2", (mode, r)
+        assert r.exit_code == 92, (mode, r.exit_code, r.stderr)
+        assert "INTERNAL_ERROR" in r.stderr, (mode, r.stderr)
+        assert r.body == BODY, (mode, r.body)
+        assert r.time_total <= TIMEOUT + SLACK + 1, (mode, r.time_total)
+    assert len(results) == 3
+
+
+@pytest.mark.parametrize("mpm", ["worker", "prefork"])
+def test_h2x_300_08_stall_other_mpms(httpd, frame_client, mpm):
+    """The worker and prefork MPMs (prefork: mod_cgi, and mod_h2x runs one
+    stream at a time, so the stalls are served one after the other)."""
+    cgi = "cgi" if mpm == "prefork" else "cgid"
+    httpd.reconfigure(mpm=mpm, **_config(cgi=cgi))
+    try:
+        if mpm == "worker":
+            _run_concurrently([frame_client(), frame_client(tls=True)], n_stall=5, n_healthy=2)
+        else:
+            c = frame_client()
+            sids = [c.request("GET", STALL) for _ in range(2)]
+            assert c.wait_all_ended(timeout=2 * (TIMEOUT + SLACK) + 5), c.unended()
+            for sid in sids:
+                _assert_stall_reset(c, sid)
+            _assert_usable(c)
+    finally:
+        for c in frame_client.clients:
+            c.check_ended()
+        httpd.reconfigure(mpm="event", **_config(cgi="cgid"))
