@@ -76,7 +76,10 @@ conn_rec *c2_create(conn_rec *c1, std::int32_t stream_id, apr_thread_t *thread) 
     c2->keepalive = AP_CONN_CLOSE;
     c2->keepalives = 1;
     c2->log = nullptr;
-    c2->log_id = apr_psprintf(pool, "%ld-%d", c1->id, static_cast<int>(stream_id));
+    /* As mod_http2's H2_STREAM_TAG: child pid, c1 id, stream id - unique
+     * across the server's children. */
+    c2->log_id = apr_psprintf(pool, "%" APR_PID_T_FMT "-%ld-%d", getpid(), c1->id,
+                              static_cast<int>(stream_id));
     c2->current_thread = thread;
     c2->outgoing = 0;
     ap_set_core_module_config(c2->conn_config, g_dummy_socket);

@@ -209,6 +209,9 @@ apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         APR_BRIGADE_INSERT_HEAD(bb, bucket_head_create(f->c->bucket_alloc, HeadKind::RESPONSE,
                                                         std::move(head)));
         ctx->head_sent = true;
+        /* As httpd's header filter: the body is under way, so %b reports
+         * r->bytes_sent (counted by the content-length filter). */
+        r->sent_bodyct = 1;
     }
     for (apr_bucket *b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);) {
         apr_bucket *next = APR_BUCKET_NEXT(b);
