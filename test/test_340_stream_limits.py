@@ -109,3 +109,33 @@ def test_h2x_340_04_overflow_while_streams_finish(frame_client):
             assert r.ended_by == "END_STREAM" and r.status == 200, r
     assert not c.goaways
     _assert_serves(c)
+
+
+@pytest.mark.expect_log(r"AH00574", r"AH01220", r"Timeout waiting for output from CGI script",
+                        r"AH01246")
+def test_h2x_340_05_stalled_streams_free_their_slots(httpd, frame_client):
+    """The mint-450 failure (background/): streams that never end use up
+    the connection's stream limit.  Here LIMIT CGIs stall mid-body; while
+    they hang, one more stream is refused; after their resets the slots are
+    free again, three times over, and healthy streams fill them."""
+    httpd.reconfigure(extra_global=(
+        f"H2MaxSessionStreams {LIMIT}\nTimeout 2\n"
+        "<Location /h2x/delay>\n    SetHandler h2x-delay\n</Location>\n"))
+    try:
+        c = frame_client()
+        assert c.wait_settings() and c.run(lambda c: c.settings_acks >= 1, timeout=5)
+        for _ in range(3):
+            stalled = [c.request("GET", "/cgi-bin/stall.py?n=100&s=8") for _ in range(LIMIT)]
+            assert c.run(lambda c: all(c.stream(s).body for s in stalled), timeout=5), \
+                [c.stream(s) for s in stalled]
+            extra = c.request("GET", "/1k.txt")
+            assert c.wait_stream_end(extra, timeout=2)
+            assert c.shape(extra) == "RST(REFUSED_STREAM)", c.stream(extra)
+            assert c.wait_all_ended(timeout=10), c.unended()
+            for s in stalled:
+                assert c.stream(s).rst_code == ErrorCodes.INTERNAL_ERROR, c.stream(s)
+        _assert_serves(c)
+    finally:
+        httpd.reconfigure(extra_global=(
+            f"H2MaxSessionStreams {LIMIT}\n"
+            "<Location /h2x/delay>\n    SetHandler h2x-delay\n</Location>\n"))
