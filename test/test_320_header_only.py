@@ -10,6 +10,9 @@ PR 676 had to protect (background/mod_http2-pr676-rst-incomplete-response.txt).
 Every case runs REPEAT times at once, spread over CONNS connections.
 """
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 REPEAT = 20
@@ -32,11 +35,68 @@ CacheDirLength 1
 pytestmark = [pytest.mark.h2]
 
 
+class _Backend(BaseHTTPRequestHandler):
+    """HTTP/1.1 backend for mod_proxy_http: header-only answers."""
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self, body):
+        path = self.path.split("?")[0]
+        if path == "/p/204":
+            self.send_response(204)
+            self.end_headers()
+        elif path == "/p/304" and self.headers.get("If-None-Match") == '"h2x"':
+            self.send_response(304)
+            self.send_header("ETag", '"h2x"')
+            self.end_headers()
+        elif path == "/p/empty":
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self.send_response(200)
+            self.send_header("ETag", '"h2x"')
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            if body:
+                self.wfile.write(b"x" * 100)
+
+    def do_GET(self):
+        self._answer(True)
+
+    def do_HEAD(self):
+        self._answer(False)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def backend():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
+    srv.daemon_threads = True
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+NOT_MODIFIED_CGI = """#!/usr/bin/python3
+import sys
+sys.stdout.write('Status: 304\\nETag: "cgi"\\n\\n')
+"""
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _server(httpd):
+def _server(httpd, backend):
     httpd.make_file("ho/empty.txt", 0)
     httpd.make_file("cached/c.txt", 3000)
-    httpd.reconfigure(extra_global=HANDLERS)
+    httpd.make_cgi("ho/notmod.py", NOT_MODIFIED_CGI)
+    httpd.reconfigure(extra_global=HANDLERS + (
+        f"ProxyPass /p/ http://127.0.0.1:{backend}/p/\n"
+        "H2EarlyHints on\n"
+        "<Location /h2x/early-hints>\n    SetHandler h2x-early-hints\n</Location>\n"))
     yield
 
 
@@ -170,3 +230,41 @@ def test_h2x_320_11_cache_revalidation_mixed(frame_client):
         s = c.stream(sid)
         assert s.ended_by == "END_STREAM" and s.status == 200 and len(s.body) == 3000, s
         assert c.shape(sid) == "HEADERS DATA[ES]", s
+
+
+def test_h2x_320_12_cgi_304(frame_client):
+    _assert_header_only(_run(frame_client, "GET", "/ho/notmod.py"), 304)
+
+
+@pytest.mark.parametrize("path,headers,status", [
+    ("/p/204", None, 204),
+    ("/p/304", [("if-none-match", '"h2x"')], 304),
+    ("/p/empty", None, 200),
+], ids=["204", "304", "cl0"])
+def test_h2x_320_13_proxied(frame_client, path, headers, status):
+    """Header-only answers from an HTTP/1.1 backend through mod_proxy_http."""
+    _assert_header_only(_run(frame_client, "GET", path, headers=headers), status)
+
+
+def test_h2x_320_14_proxied_head(frame_client):
+    sent = _run(frame_client, "HEAD", "/p/body")
+    _assert_header_only(sent, 200)
+
+
+def test_h2x_320_15_head_conditional(frame_client):
+    """HEAD with If-None-Match: a 304 to a HEAD."""
+    etag, _ = _etag(frame_client, "/1k.txt")
+    _assert_header_only(_run(frame_client, "HEAD", "/1k.txt",
+                             headers=[("if-none-match", etag)]), 304)
+
+
+def test_h2x_320_16_interim_is_not_final(frame_client):
+    """A 103 is not a final response: it must not end the stream; the 200
+    that follows does (DESIGN invariant 2: 1xx are not final)."""
+    sent = _run(frame_client, "GET", "/h2x/early-hints?n=100")
+    for c, sid in sent:
+        s = c.stream(sid)
+        assert s.ended_by == "END_STREAM" and s.rst_code is None, s
+        assert s.status == 200 and len(s.body) == 100, s
+        assert [dict(h)[":status"] for h in s.interim] == ["103"], s.headers
+        assert c.shape(sid) == "HEADERS HEADERS DATA[ES]", s
