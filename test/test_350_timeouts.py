@@ -230,3 +230,26 @@ def test_h2x_350_07_stream_timeout_longer(httpd, frame_client):
         _assert_other_streams_work(c)
     finally:
         httpd.reconfigure(**_config())
+
+
+@pytest.mark.expect_log(r"AH01270", r"AH01225", r"AH01224", r"AH02550", r"AH01215", r"AH00574",
+                        r"AH01220", r"Timeout waiting for", r"AH01246")
+def test_h2x_350_08_request_body_stalls_into_cgi(httpd, frame_client):
+    """The same with a CGI (mod_cgid) reading the body: the stream is
+    reset and the connection keeps working."""
+    c = frame_client()
+    sids = [c.request("POST", "/cgi-bin/echo.py",
+                      headers=[("content-length", "10000"),
+                               ("content-type", "application/octet-stream")],
+                      body=b"x" * 1000, end_stream=False) for _ in range(3)]
+    t_sent = time.monotonic()
+    _assert_other_streams_work(c)
+    assert c.run(lambda c: all(c.stream(s).rst_code is not None for s in sids),
+                 timeout=TIMEOUT + SLACK + 2), [c.stream(s) for s in sids]
+    for sid in sids:
+        s = c.stream(sid)
+        rst = [f for f in s.frames if f.type == "RST_STREAM"][0]
+        assert rst.t - t_sent <= TIMEOUT + SLACK, s
+        if s.ended_by == "END_STREAM":
+            assert s.status in (400, 408, 500) and rst.error_code == ErrorCodes.NO_ERROR, s
+    _assert_other_streams_work(c)

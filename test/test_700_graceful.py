@@ -188,3 +188,29 @@ def test_h2x_700_02_graceful_stop(httpd, frame_client, big_sha):
     c2 = frame_client()
     sid = c2.request("GET", "/1k.txt")
     assert c2.wait_stream_end(sid) and c2.stream(sid).status == 200
+
+
+@pytest.mark.expect_log(r"AH00574", r"AH01220", r"Timeout waiting for output from CGI script")
+def test_h2x_700_03_graceful_with_stalled_stream(httpd, frame_client):
+    """A graceful restart does not keep a stalled stream alive forever: it
+    gets its RST_STREAM(INTERNAL_ERROR) after Timeout, its healthy
+    neighbour completes, and then the connection closes."""
+    httpd.reconfigure(extra_global="Timeout 2\nKeepAliveTimeout 5\n")
+    try:
+        c = frame_client()
+        stalled = c.request("GET", "/cgi-bin/stall.py?n=100&s=10")
+        slow = c.request("GET", "/cgi-bin/slow.py?ms=200&s=3")
+        assert c.run(lambda c: c.stream(stalled).body and c.stream(slow).body, timeout=10)
+        t, box = _in_background(httpd.graceful)
+        assert c.wait_goaway(timeout=10), c.frames[-5:]
+        assert c.goaway.last_stream_id == slow and c.goaway.error_code == ErrorCodes.NO_ERROR
+        assert c.wait_all_ended(timeout=10), c.unended()
+        t.join(30)
+        assert "error" not in box, box["error"]
+        s = c.stream(stalled)
+        assert c.shape(stalled) == "HEADERS DATA RST(INTERNAL_ERROR)", s
+        assert s.end_time - s.start_time <= 2 + 3 + 1, s
+        assert c.stream(slow).ended_by == "END_STREAM", c.stream(slow)
+        assert c.wait_closed(timeout=10), "connection still open after its streams ended"
+    finally:
+        httpd.reconfigure(extra_global="Timeout 10\nKeepAliveTimeout 5\n")
