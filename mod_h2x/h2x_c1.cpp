@@ -12,6 +12,7 @@
 #include <http_core.h>
 #include <http_protocol.h>
 #include <http_ssl.h>
+#include <ap_mpm.h>
 #include <mpm_common.h>
 
 #include "h2x_config.h"
@@ -201,20 +202,65 @@ const char *protocol_get(const conn_rec *c) noexcept
 
 } // namespace
 
+namespace {
+
+/* The Session lives as long as the connection: between its turns the MPM
+ * may hold an idle connection without a thread. */
+apr_status_t session_cleanup(void *data) noexcept
+{
+    auto *c = static_cast<conn_rec *>(data);
+    ConnCtx *ctx = conn_ctx(c);
+    if (ctx && ctx->session) {
+        delete ctx->session;
+        ctx->session = nullptr;
+    }
+    return APR_SUCCESS;
+}
+
+int c1_pre_close(conn_rec *c) noexcept
+{
+    ConnCtx *ctx;
+    if (!c->master && (ctx = conn_ctx(c)) && ctx->session) {
+        ctx->session->pre_close();
+    }
+    return DECLINED;
+}
+
+} // namespace
+
 void c1_run(conn_rec *c, server_rec *s, const char *protocol, request_rec *upgrade) noexcept
 {
     ConnCtx *ctx = conn_ctx_ensure(c);
-    Session session(c, s, protocol);
-    ctx->session = &session;
-    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c, "h2x_session(%ld): %s starts", c->id, protocol);
-    if (session.init(upgrade)) {
-        ap_update_child_status_from_conn(static_cast<ap_sb_handle_t *>(c->sbh), SERVER_BUSY_READ, c);
-        session.run();
+    if (!ctx->session) {
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c, "h2x_session(%ld): %s starts", c->id,
+                      protocol);
+        auto *session = new Session(c, s, protocol);
+        if (!session->init(upgrade)) {
+            ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c, H2XLOGNO(10021)
+                          "h2x_session(%ld): cannot set up the HTTP/2 session", c->id);
+            delete session;
+            c->keepalive = AP_CONN_CLOSE;
+            if (c->cs) {
+                c->cs->state = CONN_STATE_LINGER;
+            }
+            return;
+        }
+        ctx->session = session;
+        apr_pool_pre_cleanup_register(c->pool, c, session_cleanup);
     }
-    else {
-        ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c, H2XLOGNO(10021)
-                      "h2x_session(%ld): cannot set up the HTTP/2 session", c->id);
+    ap_update_child_status_from_conn(static_cast<ap_sb_handle_t *>(c->sbh), SERVER_BUSY_READ, c);
+    int async = 0;
+    /* Suspending needs an MPM that can watch the idle connection for us, and
+     * a session that is not running inside an HTTP/1.1 request (Upgrade). */
+    bool may_suspend = !upgrade && c->cs && ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) == APR_SUCCESS
+                       && async;
+    if (ctx->session->run(may_suspend) == RunResult::YIELDED) {
+        c->keepalive = AP_CONN_KEEPALIVE;
+        c->cs->state = CONN_STATE_WRITE_COMPLETION;
+        c->cs->sense = CONN_SENSE_DEFAULT;
+        return;
     }
+    delete ctx->session;
     ctx->session = nullptr;
     c->keepalive = AP_CONN_CLOSE;
     if (c->cs) {
@@ -229,6 +275,7 @@ void c1_register_hooks() noexcept
     ap_hook_protocol_propose(protocol_propose, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_protocol_switch(protocol_switch, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_protocol_get(protocol_get, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_pre_close_connection(c1_pre_close, nullptr, nullptr, APR_HOOK_MIDDLE);
 }
 
 } // namespace h2x

@@ -146,6 +146,9 @@ ssize_t Session::padded_length(size_t len, size_t max_payload) noexcept
 
 Session::~Session()
 {
+    if (mplx_) {
+        teardown();
+    }
     if (ngh2_) {
         nghttp2_session_del(ngh2_);
     }
@@ -961,10 +964,9 @@ apr_interval_time_t Session::release_held_output(apr_time_t now) noexcept
     return next;
 }
 
-void Session::run() noexcept
+RunResult Session::run(bool may_suspend) noexcept
 {
     apr_interval_time_t keepalive = server_->keep_alive_timeout;
-    idle_since_ = apr_time_now();
     for (;;) {
         if (!read_input()) {
             break;
@@ -990,6 +992,7 @@ void Session::run() noexcept
             }
             apr_time_t now = apr_time_now();
             if (state_ != SessionState::IDLE) {
+                /* Only streams count as activity, not PINGs or SETTINGS. */
                 state_ = SessionState::IDLE;
                 idle_since_ = now;
             }
@@ -999,13 +1002,20 @@ void Session::run() noexcept
                 write_output();
                 break;
             }
+            else if (may_suspend) {
+                /* Idle for a moment: give the thread back to the MPM, which
+                 * watches the socket (KeepAliveTimeout) and calls us again
+                 * when the client sends more; see pre_close(). */
+                return RunResult::YIELDED;
+            }
         }
         else {
             state_ = goaway_sent_ ? SessionState::DRAINING : SessionState::BUSY;
         }
         apr_interval_time_t wait = apr_time_from_sec(1);
         if (state_ == SessionState::IDLE) {
-            apr_interval_time_t left = keepalive - (apr_time_now() - idle_since_);
+            apr_interval_time_t left = may_suspend ? SUSPEND_AFTER
+                                                   : keepalive - (apr_time_now() - idle_since_);
             wait = std::max<apr_interval_time_t>(std::min(wait, left), 1000);
         }
         apr_interval_time_t held = release_held_output(apr_time_now());
@@ -1015,10 +1025,26 @@ void Session::run() noexcept
         mplx_->c1_wait(wait);
     }
     teardown();
+    return RunResult::CLOSED;
+}
+
+void Session::pre_close() noexcept
+{
+    if (state_ == SessionState::FINISHED) {
+        return;
+    }
+    /* The MPM closes an idle connection (KeepAliveTimeout, graceful
+     * restart): say so first, RFC 9113 §6.8. */
+    start_shutdown(NGHTTP2_NO_ERROR);
+    write_output();
+    teardown();
 }
 
 void Session::teardown() noexcept
 {
+    if (state_ == SessionState::FINISHED) {
+        return;
+    }
     state_ = SessionState::FINISHED;
     /* Every stream still here ends now; workers stop at their next IO. */
     for (auto &kv : streams_) {

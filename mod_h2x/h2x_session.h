@@ -30,6 +30,12 @@ namespace h2x {
 
 enum class SessionState { INIT, BUSY, IDLE, DRAINING, FINISHED };
 
+/* How Session::run() returned. */
+enum class RunResult {
+    CLOSED,    /* the session is over; the connection closes */
+    YIELDED,   /* idle: the MPM watches the connection and calls again */
+};
+
 class Session {
   public:
     Session(conn_rec *c1, server_rec *s, const char *protocol) noexcept;
@@ -37,8 +43,13 @@ class Session {
 
     /* h2c Upgrade: `r` becomes stream 1 (RFC 9113 §3.2 of RFC 7540). */
     bool init(request_rec *upgrade_request) noexcept;
-    /* Runs until the connection is done. */
-    void run() noexcept;
+    /* Runs until the connection is done or, with `may_suspend` (an async
+     * MPM), until it has been idle for SUSPEND_AFTER. */
+    RunResult run(bool may_suspend) noexcept;
+    /* The connection is about to close (pre_close_connection hook). */
+    void pre_close() noexcept;
+
+    static constexpr apr_interval_time_t SUSPEND_AFTER = 10 * 1000; /* 10 ms */
 
     /* nghttp2 callbacks (trampolines in h2x_session.cpp) */
     int on_begin_headers(const nghttp2_frame *frame) noexcept;
@@ -74,7 +85,7 @@ class Session {
     bool flush_output() noexcept;        /* writes out_buf_ to c1 */
     void patch_settings(std::size_t at) noexcept;
     void start_shutdown(uint32_t error) noexcept; /* GOAWAY */
-    void teardown() noexcept;
+    void teardown() noexcept; /* idempotent */
     void check_blocked_output(apr_time_t now) noexcept;
     apr_interval_time_t release_held_output(apr_time_t now) noexcept;
 
