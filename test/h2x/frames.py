@@ -457,7 +457,9 @@ class FrameClient:
             chunk = view[pos:pos + max_frame]
             n = len(chunk)
             if respect_window and n:
-                n = min(n, self._await_window(rec, deadline))
+                # Padding (pad + the pad-length byte) counts against the windows too.
+                extra = pad + 1 if pad is not None else 0
+                n = min(n, self._await_window(rec, deadline) - extra)
                 if n <= 0:
                     return False
                 chunk = chunk[:n]
