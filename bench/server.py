@@ -1,0 +1,327 @@
+"""One benchmark httpd instance, and what the benchmark measures on it.
+
+Server writes an httpd.conf from bench/httpd.conf.tmpl into its own
+temporary server root, starts Debian's apache2 in the foreground (so the
+parent's pid is the Popen pid, and only that pid is ever signalled), pinned
+to CPU 0 with taskset when available, and measures:
+
+- cpu_seconds(): user+system CPU time of every process of the server: the
+  parent, its children (the MPM children, the mod_cgid daemon) and their
+  children (CGI processes), read from /proc/<pid>/stat (utime, stime and
+  cutime, cstime, i.e. including waited-for children that already exited).
+  When a cgroup-v1 cpuacct hierarchy is writable, the server also runs in
+  its own cpuacct cgroup, whose counter includes every descendant even when
+  it exited without being waited for (mod_cgid's CGI processes);
+  cpu_seconds() then returns that figure and proc_cpu_seconds() the
+  /proc-based one.
+- rss_bytes(): VmRSS summed over the same processes.
+
+Shared pieces (ports, certificate, content) are plain functions.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH_DIR)
+TEMPLATE = os.path.join(BENCH_DIR, "httpd.conf.tmpl")
+APACHE2 = os.environ.get("H2X_APACHE2", "/usr/sbin/apache2")
+MODDIR = "/usr/lib/apache2/modules"
+H2X_SO = os.path.join(REPO, ".libs", "mod_h2x.so")
+HTTP2_SO = os.path.join(MODDIR, "mod_http2.so")
+TEST_SO = os.path.join(REPO, "test", "mod_h2x_test", ".libs", "mod_h2x_test.so")
+CGROUP_ROOT = "/sys/fs/cgroup/cpuacct"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# The two modules compared: label -> (module symbol, shared object).
+MODULES = {
+    "mod_h2x": ("h2x_module", H2X_SO),
+    "mod_http2": ("http2_module", HTTP2_SO),
+}
+
+
+def snapshot_modules(workdir: str) -> Dict[str, str]:
+    """Copy the module .so files into `workdir` and return {label: path}.
+
+    Others may rebuild .libs/mod_h2x.so while a benchmark runs; the copies
+    keep every instance of one run on the same build."""
+    out = {}
+    for label, (_, so) in MODULES.items():
+        dst = os.path.join(workdir, os.path.basename(so))
+        shutil.copy2(so, dst)
+        os.chmod(dst, 0o755)
+        out[label] = dst
+    return out
+
+
+def load_module_line(label: str, path: Optional[str] = None) -> str:
+    symbol, so = MODULES[label]
+    return f'LoadModule {symbol} "{path or so}"'
+
+
+# -- shared pieces -------------------------------------------------------------
+
+def free_ports(count: int) -> List[int]:
+    """`count` distinct loopback ports the kernel just gave out (bind port 0)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def make_cert(directory: str) -> Tuple[str, str]:
+    """A self-signed EC certificate for localhost/127.0.0.1: (cert, key)."""
+    cert, key = os.path.join(directory, "localhost.crt"), os.path.join(directory, "localhost.key")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-nodes", "-days", "30",
+         "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:FALSE",
+         "-addext", "extendedKeyUsage=serverAuth"],
+        check=True, capture_output=True)
+    os.chmod(cert, 0o644)
+    os.chmod(key, 0o644)   # a throw-away key, read by httpd as root anyway
+    return cert, key
+
+
+def pattern_bytes(size: int) -> bytes:
+    """Deterministic file content of `size` bytes."""
+    return (b"0123456789abcdef" * (size // 16 + 1))[:size]
+
+
+def have_taskset() -> bool:
+    return shutil.which("taskset") is not None and os.cpu_count() and os.cpu_count() >= 2
+
+
+def raise_nofile():
+    """Raise the soft open-files limit to the hard one (for 1000 connections);
+    used as a preexec_fn, so httpd and h2load inherit it."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# -- /proc ------------------------------------------------------------------------
+
+def _read_stat(pid: int) -> Optional[Tuple[int, int]]:
+    """(ppid, utime+stime+cutime+cstime in ticks) of `pid`, None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # rest[0] is field 3 (state): ppid is field 4, utime..cstime 14..17.
+    return int(rest[1]), sum(int(x) for x in rest[11:15])
+
+
+def process_tree(root: int) -> Dict[int, int]:
+    """{pid: cpu ticks} for `root` and all its descendants."""
+    info = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _read_stat(int(name))
+            if st is not None:
+                info[int(name)] = st
+    children: Dict[int, List[int]] = {}
+    for pid, (ppid, _) in info.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in info:
+            out[pid] = info[pid][1]
+            todo.extend(children.get(pid, []))
+    return out
+
+
+def _rss_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+# -- the server ------------------------------------------------------------------
+
+class ServerError(Exception):
+    pass
+
+
+class Server:
+    """An httpd with `module` ('mod_h2x' or 'mod_http2') in its own root.
+
+    docroot and cgibin are shared by all instances of a run (read-only);
+    `values` fills the template placeholders that are the same for every
+    instance (TIMEOUT, EXTRA, TEST_MODULE, CERT, KEY).
+    """
+
+    def __init__(self, module: str, workdir: str, docroot: str, cgibin: str,
+                 values: Dict[str, str], pin_cpu: Optional[int] = 0,
+                 so_path: Optional[str] = None):
+        """so_path: the module's shared object (default: the build tree's /
+        Debian's, see snapshot_modules())."""
+        self.module = module
+        self.so_path = so_path
+        self.root = tempfile.mkdtemp(prefix=f"{module}-", dir=workdir)
+        os.chmod(self.root, 0o755)
+        for sub in ("conf", "logs", "run"):
+            os.makedirs(os.path.join(self.root, sub), mode=0o755)
+        self.docroot, self.cgibin = docroot, cgibin
+        self.values = dict(values)
+        self.pin_cpu = pin_cpu
+        self.proc: Optional[subprocess.Popen] = None
+        self.cgroup: Optional[str] = None
+        self.http_port = self.https_port = 0
+
+    @property
+    def error_log(self) -> str:
+        return os.path.join(self.root, "logs", "error_log")
+
+    def url(self, tls: bool, path: str = "/") -> str:
+        return (f"https://localhost:{self.https_port}{path}" if tls
+                else f"http://127.0.0.1:{self.http_port}{path}")
+
+    def write_config(self) -> str:
+        values = dict(self.values, ROOT=self.root, MODDIR=MODDIR, DOCROOT=self.docroot,
+                      CGIBIN=self.cgibin, H2_MODULE=load_module_line(self.module, self.so_path),
+                      HTTP_PORT=str(self.http_port), HTTPS_PORT=str(self.https_port))
+        with open(TEMPLATE) as f:
+            text = f.read()
+        for key, value in values.items():
+            text = text.replace(f"@{key}@", value)
+        path = os.path.join(self.root, "conf", "httpd.conf")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def _make_cgroup(self):
+        """A cpuacct cgroup of our own, if the hierarchy is writable."""
+        path = os.path.join(CGROUP_ROOT, f"h2xbench-{os.getpid()}-{os.path.basename(self.root)}")
+        try:
+            os.mkdir(path)
+            self.cgroup = path
+        except OSError:
+            self.cgroup = None
+
+    def start(self, attempts: int = 3):
+        """Start httpd and wait until both ports accept connections."""
+        for _ in range(attempts):
+            self.http_port, self.https_port = free_ports(2)
+            conf = self.write_config()
+            if self.cgroup is None:
+                self._make_cgroup()
+            cmd = [APACHE2, "-d", self.root, "-f", conf, "-DFOREGROUND"]
+            if self.pin_cpu is not None and have_taskset():
+                cmd = ["taskset", "-c", str(self.pin_cpu)] + cmd
+            cgroup = self.cgroup
+
+            def preexec():
+                raise_nofile()
+                os.setsid()   # its own process group: our Ctrl-C does not hit it
+                if cgroup:
+                    try:
+                        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                            f.write(str(os.getpid()))
+                    except OSError:
+                        pass
+
+            self.proc = subprocess.Popen(cmd, env={"PATH": "/usr/sbin:/usr/bin:/bin",
+                                                   "LANG": "C"},
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=open(os.path.join(self.root, "logs", "stderr"),
+                                                     "w"),
+                                         preexec_fn=preexec)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if self._accepts(self.http_port) and self._accepts(self.https_port):
+                    time.sleep(0.3)   # let all MPM children come up
+                    return
+                time.sleep(0.1)
+            log = self.log_tail()
+            self.stop()
+            if "Address already in use" not in log:
+                raise ServerError(f"{self.module}: httpd did not start:\n{log}")
+        raise ServerError(f"{self.module}: no free ports after {attempts} attempts")
+
+    @staticmethod
+    def _accepts(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 20) -> str:
+        out = []
+        for name in ("stderr", "error_log"):
+            try:
+                with open(os.path.join(self.root, "logs", name), errors="replace") as f:
+                    out += f.readlines()[-lines:]
+            except OSError:
+                pass
+        return "".join(out)
+
+    def stop(self, timeout: float = 15):
+        """SIGTERM the parent (ours, by pid); SIGKILL it if it hangs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self.cgroup:
+            # The cgroup empties once every process of the server is gone.
+            for _ in range(50):
+                try:
+                    os.rmdir(self.cgroup)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            self.cgroup = None
+
+    # -- measurements ---------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def pids(self) -> List[int]:
+        return list(process_tree(self.pid))
+
+    def proc_cpu_seconds(self) -> float:
+        return sum(process_tree(self.pid).values()) / CLK_TCK
+
+    def cgroup_cpu_seconds(self) -> Optional[float]:
+        if not self.cgroup:
+            return None
+        try:
+            with open(os.path.join(self.cgroup, "cpuacct.usage")) as f:
+                return int(f.read()) / 1e9
+        except (OSError, ValueError):
+            return None
+
+    def cpu_snapshot(self) -> Dict[str, Optional[float]]:
+        return {"proc": self.proc_cpu_seconds(), "cgroup": self.cgroup_cpu_seconds()}
+
+    def rss_bytes(self) -> int:
+        return sum(_rss_of(pid) for pid in self.pids())
