@@ -102,6 +102,13 @@ def test_h2x_500_01_h2_vars(frame_client, path, tls):
     _check_h2_vars(v, sid)
 
 
+def test_h2x_500_02_stream_tag_like_mod_http2(frame_client):
+    """mod_http2's H2_STREAM_TAG is <child pid>-<c1 id>-<stream id>: unique
+    across the children of a server, unlike <c1 id>-<stream id>."""
+    sid, v = _get(frame_client, "/cgi-bin/env.py")
+    assert re.fullmatch(r"\d+-\d+-%d" % sid, v.get("H2_STREAM_TAG", "")), v
+
+
 def test_h2x_500_03_h1_vars(httpd):
     """Over HTTP/1.1 a CGI sees no HTTP2=on and no stream id."""
     r = curl(httpd.url("/cgi-bin/env.py"), http="1.1")
@@ -195,3 +202,19 @@ def test_h2x_500_07_access_log_protocol_and_logio(httpd, frame_client, tls):
     o_large = int(entries[large].group(6))
     assert 10 < o_small < 2000, entries[small].group(0)
     assert 50000 < o_large < 50000 + 4000, entries[large].group(0)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_500_08_access_log_bytes_sent(httpd, frame_client, tls):
+    """%b (r->bytes_sent) is the body size, as over HTTP/1.1 and mod_http2
+    (which logs 182 for index.html)."""
+    tag = "b-tls" if tls else "b-plain"
+    c = frame_client(tls=tls)
+    p = f"/logio/large.txt?{tag}"
+    sid = c.request("GET", p)
+    assert c.wait_stream_end(sid)
+    assert len(c.stream(sid).body) == 50000
+    lines = _log_entry(httpd, p)
+    assert len(lines) == 1
+    m = _LOG_RE.match(lines[0])
+    assert m and m.group(4) == "50000", lines[0]
