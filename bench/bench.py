@@ -6,7 +6,8 @@ Usage: bench/run [--quick] [--reps N] [--only 1k,cgi,...] [--no-build] [--keep]
 Builds mod_h2x (and the test module), generates a document root, starts one
 httpd per module from bench/httpd.conf.tmpl (the two configs differ only in
 the LoadModule line), pinned to CPU 0, and runs every workload with h2load
-(pinned to CPU 1) against both, interleaved (A, B, B, A, ...), over h2c
+(pinned to CPU 1) against both, interleaved (A, B, B, A, ...; fresh servers
+for every repetition), over h2c
 (prior knowledge) and h2 (TLS, ALPN).  Then it measures the RSS of 500 idle
 HTTP/2 connections per module.  Results: a markdown table on stdout and in
 bench/results/latest.md, the raw and summarised numbers in
@@ -37,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import h2load                                          # noqa: E402
 import idle                                            # noqa: E402
 import report                                          # noqa: E402
-from server import (MODULES, REPO, TEST_SO, Server, ServerError, make_cert,  # noqa: E402
+from server import (REPO, TEST_SO, Server, ServerError, make_cert,  # noqa: E402
                     pattern_bytes, snapshot_modules)
 
 RESULTS = os.path.join(REPO, "bench", "results")
@@ -263,7 +264,10 @@ def main(argv=None) -> int:
             for w in workloads:
                 if w.key == "post":
                     w.path = "/cgi-bin/discard.sh"
-        for module in MODULES:
+        def fresh(module: str):
+            """(Re)start `module`'s server and warm it up."""
+            if module in servers:
+                servers[module].stop()
             s = Server(module, workdir, content["docroot"], content["cgibin"], values,
                        so_path=so_paths[module])
             servers[module] = s
@@ -275,6 +279,11 @@ def main(argv=None) -> int:
         for rep in range(reps):
             # Interleave: A B in even repetitions, B A in odd ones.
             order = [MODULE_A, MODULE_B] if rep % 2 == 0 else [MODULE_B, MODULE_A]
+            # Fresh servers for every repetition: after the 1000-connection
+            # load, freed heap memory is reused and idle connections would
+            # seem to cost (almost) nothing.
+            for module in order:
+                fresh(module)
             if do_memory:
                 for transport in TRANSPORTS:
                     for module in order:
