@@ -6,10 +6,10 @@ Usage: bench/run [--quick] [--reps N] [--only 1k,cgi,...] [--no-build] [--keep]
 Builds mod_h2x (and the test module), generates a document root, starts one
 httpd per module from bench/httpd.conf.tmpl (the two configs differ only in
 the LoadModule line), pinned to CPU 0, and runs every workload with h2load
-(pinned to CPU 1) against both, interleaved (A, B, B, A, ...; fresh servers
-for every repetition), over h2c
-(prior knowledge) and h2 (TLS, ALPN).  Then it measures the RSS of 500 idle
-HTTP/2 connections per module.  Results: a markdown table on stdout and in
+(pinned to CPU 1) against both, interleaved (A, B, then B, A, ...), over
+h2c (prior knowledge) and h2 (TLS, ALPN).  Every repetition starts on fresh
+servers and first measures the RSS of 500 idle HTTP/2 connections per
+module.  Results: a markdown table on stdout and in
 bench/results/latest.md, the raw and summarised numbers in
 bench/results/latest.json and a chart of the ratios in
 bench/results/ratios.png.
