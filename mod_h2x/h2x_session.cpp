@@ -944,21 +944,31 @@ void Session::check_blocked_output(apr_time_t now) noexcept
     }
 }
 
-/* Streams whose short DATA frame waited out its hold send it now. */
-apr_interval_time_t Session::release_held_output(apr_time_t now) noexcept
+/* Streams whose short DATA frame waited out its hold send it now.
+ * Call before write_output(). */
+void Session::release_held_output(apr_time_t now) noexcept
 {
-    apr_interval_time_t next = -1;
     for (auto &kv : streams_) {
         Stream *s = kv.second.get();
-        if (!s->hold_until || s->closed || !s->deferred) {
-            continue;
-        }
-        if (now >= s->hold_until) {
+        if (s->hold_until && !s->closed && s->deferred && now >= s->hold_until) {
             s->deferred = false;
             nghttp2_session_resume_data(ngh2_, s->id);
         }
-        else if (next < 0 || s->hold_until - now < next) {
-            next = s->hold_until - now;
+    }
+}
+
+/* How long until the next hold ends, or -1 when nothing is held. */
+apr_interval_time_t Session::next_hold_end(apr_time_t now) const noexcept
+{
+    apr_interval_time_t next = -1;
+    for (const auto &kv : streams_) {
+        const Stream *s = kv.second.get();
+        if (!s->hold_until || s->closed || !s->deferred) {
+            continue;
+        }
+        apr_interval_time_t left = s->hold_until > now ? s->hold_until - now : 0;
+        if (next < 0 || left < next) {
+            next = left;
         }
     }
     return next;
@@ -1018,7 +1028,7 @@ RunResult Session::run(bool may_suspend) noexcept
                                                    : keepalive - (apr_time_now() - idle_since_);
             wait = std::max<apr_interval_time_t>(std::min(wait, left), 1000);
         }
-        apr_interval_time_t held = release_held_output(apr_time_now());
+        apr_interval_time_t held = next_hold_end(apr_time_now());
         if (held >= 0) {
             wait = std::min<apr_interval_time_t>(wait, std::max<apr_interval_time_t>(held, 100));
         }

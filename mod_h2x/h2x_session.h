@@ -87,7 +87,8 @@ class Session {
     void start_shutdown(uint32_t error) noexcept; /* GOAWAY */
     void teardown() noexcept; /* idempotent */
     void check_blocked_output(apr_time_t now) noexcept;
-    apr_interval_time_t release_held_output(apr_time_t now) noexcept;
+    void release_held_output(apr_time_t now) noexcept;
+    apr_interval_time_t next_hold_end(apr_time_t now) const noexcept;
 
     conn_rec *c1_;
     server_rec *server_;
