@@ -299,6 +299,7 @@ def main(argv=None) -> int:
         return 1
 
     workdir = tempfile.mkdtemp(prefix="h2xterm-")
+    piddir = tempfile.mkdtemp(prefix="h2xterm-pids-", dir="/tmp")
     servers: Dict[str, Server] = {}
     rows = []
     try:
@@ -312,7 +313,6 @@ def main(argv=None) -> int:
             os.chmod(d, 0o755)
         for name in os.listdir(cgibin):
             os.chmod(os.path.join(cgibin, name), 0o755)
-        piddir = tempfile.mkdtemp(prefix="h2xterm-pids-", dir="/tmp")
         os.chmod(piddir, 0o777)      # the CGIs write their pid files as www-data
         cert, key = make_cert(workdir)
         so_paths = snapshot_modules(workdir)
@@ -340,6 +340,7 @@ def main(argv=None) -> int:
         for s in servers.values():
             s.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(piddir, ignore_errors=True)
 
     def first_line(cmd):
         try:
