@@ -210,7 +210,11 @@ apr_status_t session_cleanup(void *data) noexcept
 {
     auto *c = static_cast<conn_rec *>(data);
     ConnCtx *ctx = conn_ctx(c);
-    if (ctx && ctx->session) {
+    if (ctx && ctx->session && !ctx->in_run) {
+        /* (A pool destroyed while run() is on the stack can only be a
+         * process exiting from a signal handler, e.g. prefork's SIGTERM:
+         * then the session is left to the exit, not torn down under the
+         * thread that was interrupted inside it.) */
         delete ctx->session;
         ctx->session = nullptr;
     }
@@ -254,7 +258,10 @@ void c1_run(conn_rec *c, server_rec *s, const char *protocol, request_rec *upgra
      * a session that is not running inside an HTTP/1.1 request (Upgrade). */
     bool may_suspend = !upgrade && c->cs && ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) == APR_SUCCESS
                        && async;
-    if (ctx->session->run(may_suspend) == RunResult::YIELDED) {
+    ctx->in_run = true;
+    RunResult result = ctx->session->run(may_suspend);
+    ctx->in_run = false;
+    if (result == RunResult::YIELDED) {
         c->keepalive = AP_CONN_KEEPALIVE;
         c->cs->state = CONN_STATE_WRITE_COMPLETION;
         c->cs->sense = CONN_SENSE_DEFAULT;

@@ -56,7 +56,9 @@ class C2Task : public Task {
     bool final_head = false;             /* the final response head passed */
     bool header_only = false;            /* ... and it has no body */
     bool eos = false;                    /* the EOS passed the network filter */
-    bool continue_sent = false;          /* "100 Continue" went out */
+    bool body_checked = false;           /* LimitRequestBody looked at */
+    apr_off_t body_limit = 0;            /* LimitRequestBody, 0: none */
+    apr_off_t body_read = 0;             /* request body bytes handed out */
     apr_off_t content_length = -1;       /* from the final head, -1: none */
     apr_off_t body_bytes = 0;            /* body bytes after the final head */
 

@@ -438,6 +438,11 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         else {
             const char *data;
             apr_size_t len;
+            if (b->length != static_cast<apr_size_t>(-1) && b->length > chunk_max) {
+                /* A file or mmap bucket can be megabytes: take it in pieces
+                 * so that the beam's bound (H2StreamMaxMemSize) holds. */
+                apr_bucket_split(b, chunk_max);
+            }
             rv = apr_bucket_read(b, &data, &len, APR_NONBLOCK_READ);
             if (APR_STATUS_IS_EAGAIN(rv)) {
                 /* Hand over what we have before blocking on the source
@@ -528,13 +533,42 @@ apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
         return APR_SUCCESS;
     }
     request_rec *r = task->r;
-    if (r && r->expecting_100 && !task->continue_sent && !task->final_head) {
-        /* RFC 9110 §10.1.1: the 100 goes out when the handler first reads
-         * the body, never for a request answered without reading it. */
-        task->continue_sent = true;
-        std::vector<Head> heads(1);
-        heads[0].status = 100;
-        task->out->send(&heads, nullptr, 0, nullptr, false, 0);
+    if (r && !task->body_checked) {
+        /* What httpd's HTTP_IN filter checks before the first body read. */
+        task->body_checked = true;
+        task->body_limit = ap_get_limit_req_body(r);
+        const char *cl = apr_table_get(r->headers_in, "Content-Length");
+        apr_off_t len = 0;
+        char *end = nullptr;
+        if (task->body_limit && cl && apr_strtoff(&len, cl, &end, 10) == APR_SUCCESS
+            && len > task->body_limit) {
+            /* LimitRequestBody: the handler maps this to 413. */
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, H2XLOGNO(10024)
+                          "h2x_c2(%s): request body of %s bytes is larger than "
+                          "LimitRequestBody %" APR_OFF_T_FMT, c->log_id, cl, task->body_limit);
+            return APR_ENOSPC;
+        }
+    }
+    if (r && block == APR_BLOCK_READ && r->expecting_100 && !task->final_head
+        && !(r->eos_sent || r->bytes_sent)) {
+        if (!ap_is_HTTP_SUCCESS(r->status)) {
+            /* Answered with an error already: the client is waiting for our
+             * word and sends no body. */
+            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
+            return APR_SUCCESS;
+        }
+        /* RFC 9110 §10.1.1: 100 when the handler first reads the body, never
+         * for a request answered without reading it. Sent the way httpd
+         * sends it, which clears r->expecting_100, so a proxied backend's
+         * own 100 (Proxy100Continue) is not sent twice. A non-blocking read
+         * (mod_proxy_http's prefetch) does not trigger it. */
+        int status = r->status;
+        const char *status_line = r->status_line;
+        r->status = HTTP_CONTINUE;
+        r->status_line = nullptr;
+        ap_send_interim_response(r, 0);
+        r->status = status;
+        r->status_line = status_line;
     }
     Beam::State st = task->in->state();
     if (st.buffered == 0 && st.end == BeamEnd::OPEN) {
@@ -577,6 +611,14 @@ apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
     if (n == 0) {
         apr_bucket_free(buf);
         return block == APR_NONBLOCK_READ ? APR_EAGAIN : APR_SUCCESS;
+    }
+    task->body_read += static_cast<apr_off_t>(n);
+    if (task->body_limit && task->body_read > task->body_limit) {
+        apr_bucket_free(buf);
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c, H2XLOGNO(10025)
+                      "h2x_c2(%s): request body larger than LimitRequestBody %" APR_OFF_T_FMT,
+                      c->log_id, task->body_limit);
+        return APR_ENOSPC;
     }
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(buf, n, apr_bucket_free, c->bucket_alloc));
     if (after.buffered == 0 && after.end == BeamEnd::COMPLETE && mode != AP_MODE_SPECULATIVE) {

@@ -20,7 +20,8 @@ class C2Task;
 struct ConnCtx {
     const char *protocol; /* c1: "h2" or "h2c" once switched, else null */
     server_rec *server;   /* c1: the server the protocol was chosen for */
-    Session *session;     /* c1: while the HTTP/2 session runs */
+    Session *session;     /* c1: while the HTTP/2 session lives */
+    bool in_run;          /* c1: a thread is inside session->run() */
     C2Task *task;         /* c2: the stream this secondary connection runs */
 };
 

@@ -76,28 +76,37 @@ void *Workers::thread_main(apr_thread_t *thread, void *data) noexcept
 
 void Workers::work(apr_thread_t *thread) noexcept
 {
+    Idle me;
     std::unique_lock<std::mutex> lock(lock_);
-    for (;;) {
-        while (queue_.empty() && !shutdown_) {
-            ++idle_threads_;
-            auto st = work_cond_.wait_for(lock, std::chrono::microseconds(idle_));
-            --idle_threads_;
-            if (st == std::cv_status::timeout && queue_.empty() && threads_ > min_) {
-                ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, server_, H2XLOGNO(10005)
-                             "workers: idle thread exits (%d left)", threads_ - 1);
-                goto exit;
+    while (!shutdown_) {
+        Task *task = nullptr;
+        if (!queue_.empty()) {
+            task = queue_.front();
+            queue_.pop_front();
+        }
+        else {
+            me.task = nullptr;
+            waiting_.push_back(&me);
+            bool got = me.cond.wait_for(lock, std::chrono::microseconds(idle_),
+                                        [this, &me] { return me.task || shutdown_; });
+            if (!me.task) {
+                waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &me));
+                if (shutdown_) {
+                    break;
+                }
+                if (!got && threads_ > min_) {
+                    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, server_, H2XLOGNO(10005)
+                                 "workers: idle thread exits (%d left)", threads_ - 1);
+                    break;
+                }
+                continue;
             }
+            task = me.task; /* submit() took us off waiting_ */
         }
-        if (shutdown_) {
-            goto exit;
-        }
-        Task *task = queue_.front();
-        queue_.pop_front();
         lock.unlock();
         task->run(thread);
         lock.lock();
     }
-exit:
     --threads_;
     exit_cond_.notify_all();
     lock.unlock();
@@ -112,11 +121,17 @@ void Workers::submit(Task *task) noexcept
         task->dropped();
         return;
     }
+    if (!waiting_.empty()) {
+        Idle *w = waiting_.back();
+        waiting_.pop_back();
+        w->task = task;
+        w->cond.notify_one();
+        return;
+    }
     queue_.push_back(task);
-    if (idle_threads_ < static_cast<int>(queue_.size()) && threads_ < max_) {
+    if (threads_ < max_) {
         spawn_locked();
     }
-    work_cond_.notify_one();
 }
 
 bool Workers::cancel(Task *task) noexcept
@@ -133,7 +148,8 @@ bool Workers::cancel(Task *task) noexcept
 Workers::Stats Workers::stats() noexcept
 {
     std::lock_guard<std::mutex> lock(lock_);
-    return Stats{threads_, threads_ - idle_threads_, static_cast<int>(queue_.size()), min_, max_};
+    return Stats{threads_, threads_ - static_cast<int>(waiting_.size()),
+                 static_cast<int>(queue_.size()), min_, max_};
 }
 
 apr_status_t Workers::shutdown(void *data) noexcept
@@ -146,7 +162,9 @@ apr_status_t Workers::shutdown(void *data) noexcept
         w->queue_.pop_front();
         task->dropped();
     }
-    w->work_cond_.notify_all();
+    for (Idle *idle : w->waiting_) {
+        idle->cond.notify_one();
+    }
     /* Running tasks belong to connections the MPM is still closing; give
      * them a bounded time. */
     w->exit_cond_.wait_for(lock, std::chrono::seconds(5), [w] { return w->threads_ == 0; });

@@ -2,7 +2,9 @@
  *
  * Between H2MinWorkers and H2MaxWorkers threads; a thread above the minimum
  * that stays idle for H2MaxWorkerIdleSeconds exits. Tasks queue in FIFO
- * order when every thread is busy.
+ * order when every thread is busy. A new task goes to the thread that
+ * became idle last (its stack and memory are still warm); the others stay
+ * cold and are the ones that time out.
  *
  * owner: the child process (created in child_init, stopped by a pre-cleanup
  *        of the child pool).
@@ -14,6 +16,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <vector>
 
 #include <apr_pools.h>
 #include <apr_thread_proc.h>
@@ -65,12 +68,17 @@ class Workers {
     const int min_;
     const int max_;
     const apr_interval_time_t idle_;
+    /* An idle thread, waiting for a task handed to it directly. */
+    struct Idle {
+        std::condition_variable cond;
+        Task *task = nullptr;
+    };
+
     std::mutex lock_;
-    std::condition_variable work_cond_;  /* a task queued, or shutdown */
     std::condition_variable exit_cond_;  /* a thread exited */
-    std::deque<Task *> queue_;           /* under lock_ */
+    std::deque<Task *> queue_;           /* under lock_: tasks no thread took yet */
+    std::vector<Idle *> waiting_;        /* under lock_: idle threads, most recent last */
     int threads_ = 0;                    /* under lock_ */
-    int idle_threads_ = 0;               /* under lock_ */
     bool shutdown_ = false;              /* under lock_ */
 };
 
