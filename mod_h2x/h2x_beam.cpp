@@ -58,32 +58,52 @@ void Beam::set_end(BeamEnd end, AbortReason reason) noexcept
 SendResult Beam::send(std::vector<Head> *heads, const char *data, std::size_t len,
                       Head *trailers, bool eos, apr_interval_time_t timeout) noexcept
 {
+    std::string chunk;
+    if (len) {
+        chunk.assign(data, len);
+    }
+    return send(heads, &chunk, trailers, eos, timeout);
+}
+
+SendResult Beam::send(std::vector<Head> *heads, std::string *body, Head *trailers, bool eos,
+                      apr_interval_time_t timeout) noexcept
+{
+    std::size_t len = body ? body->size() : 0;
     std::unique_lock<std::mutex> lock(lock_);
-    if (timeout > 0 && len > 0) {
+    if (timeout > 0 && len > 0 && buffered_ >= max_buffer_) {
+        /* Full: wait until the receiver drained half of it (one wake-up
+         * per half buffer, not per frame the receiver takes). */
         auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(timeout);
-        while (end_ == BeamEnd::OPEN && buffered_ >= max_buffer_) {
+        sender_waiting_ = true;
+        while (end_ == BeamEnd::OPEN && buffered_ > max_buffer_ / 2) {
             if (cond_.wait_until(lock, deadline) == std::cv_status::timeout
-                && end_ == BeamEnd::OPEN && buffered_ >= max_buffer_) {
+                && end_ == BeamEnd::OPEN && buffered_ > max_buffer_ / 2) {
+                sender_waiting_ = false;
                 return SendResult::TIMED_OUT;
             }
         }
+        sender_waiting_ = false;
     }
     if (end_ != BeamEnd::OPEN) {
         return end_ == BeamEnd::ABORTED ? SendResult::ABORTED : SendResult::ACCEPTED;
     }
-    bool changed = false;
+    /* The receiver needs waking only when it may be waiting: for the first
+     * bytes after it found the beam empty, and for heads, trailers and the
+     * end. Data added to data it has not taken yet wakes nobody. */
+    bool wake = false;
     if (heads && !heads->empty()) {
         for (auto &h : *heads) {
             heads_.push_back(std::move(h));
         }
         heads->clear();
-        changed = true;
+        wake = true;
     }
     if (len) {
-        chunks_.emplace_back(data, len);
+        wake = wake || buffered_ == 0;
+        chunks_.push_back(std::move(*body));
+        body->clear();
         buffered_ += len;
         sent_ += len;
-        changed = true;
     }
     if (trailers) {
         if (has_trailers_) {
@@ -95,13 +115,13 @@ SendResult Beam::send(std::vector<Head> *heads, const char *data, std::size_t le
             trailers_ = std::move(*trailers);
             has_trailers_ = true;
         }
-        changed = true;
+        wake = true;
     }
     if (eos) {
         set_end(BeamEnd::COMPLETE, AbortReason::NONE);
-        changed = true;
+        wake = true;
     }
-    if (changed) {
+    if (wake) {
         signal(lock);
     }
     return SendResult::ACCEPTED;
@@ -136,7 +156,9 @@ std::size_t Beam::read_data(char *buf, std::size_t max, State *after) noexcept
     if (n) {
         buffered_ -= n;
         received_ += n;
-        cond_.notify_all(); /* a sender blocked on a full beam may go on */
+        if (sender_waiting_ ? buffered_ <= max_buffer_ / 2 : false) {
+            cond_.notify_all(); /* a sender blocked on a full beam may go on */
+        }
     }
     if (after) {
         *after = state_locked();

@@ -11,7 +11,8 @@
  *
  * Body bytes are copied into the beam (no bucket crosses threads), which
  * keeps ownership trivial; the buffered amount is bounded by `max_buffer`,
- * the sender blocks (with an IO timeout) while the beam is full.
+ * the sender blocks (with an IO timeout) while the beam is full, until
+ * half of it is drained.
  *
  * Every transition calls the `on_change` notifier after the lock is released;
  * the receiver re-reads the state under the lock (level-triggered, DESIGN.md
@@ -79,6 +80,9 @@ class Beam {
      * are buffered, for at most `timeout` (<= 0: never block). */
     SendResult send(std::vector<Head> *heads, const char *data, std::size_t len,
                     Head *trailers, bool eos, apr_interval_time_t timeout) noexcept;
+    /* The same, taking `body`'s bytes without copying (it is left empty). */
+    SendResult send(std::vector<Head> *heads, std::string *body, Head *trailers, bool eos,
+                    apr_interval_time_t timeout) noexcept;
     /* The terminal state ABORTED. Either side may call it. */
     void abort(AbortReason reason) noexcept;
 
@@ -118,6 +122,7 @@ class Beam {
     std::vector<Head> heads_;           /* under lock_ */
     Head trailers_;                     /* under lock_ */
     bool has_trailers_ = false;         /* under lock_ */
+    bool sender_waiting_ = false;       /* under lock_: send() waits for room */
     BeamEnd end_ = BeamEnd::OPEN;       /* under lock_, written once */
     AbortReason reason_ = AbortReason::NONE; /* under lock_ */
     std::uint64_t sent_ = 0;            /* under lock_ */

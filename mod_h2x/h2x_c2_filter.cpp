@@ -237,6 +237,9 @@ apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
 
 /* ---------------------------------------------------------- network output */
 
+/* Body bytes travel into the beam in pieces of up to this size. */
+constexpr std::size_t CHUNK_MAX = 64 * 1024;
+
 struct NetOutCtx {
     std::string *interim; /* HTTP/1 text of 1xx responses, until complete */
     std::string *pending; /* body bytes not yet in the beam */
@@ -301,9 +304,9 @@ apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos
             g_logio_out(task->c2, n);
         }
     }
-    SendResult res = task->out->send(ctx->heads, ctx->pending->data(), ctx->pending->size(),
-                                     trailers, eos, task->timeout);
+    SendResult res = task->out->send(ctx->heads, ctx->pending, trailers, eos, task->timeout);
     ctx->pending->clear();
+    ctx->pending->reserve(CHUNK_MAX);
     switch (res) {
     case SendResult::ACCEPTED:
         return APR_SUCCESS;
@@ -344,7 +347,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         return APR_ECONNABORTED;
     }
     apr_status_t rv = APR_SUCCESS;
-    const std::size_t chunk_max = 64 * 1024;
+    const std::size_t chunk_max = CHUNK_MAX;
     Head trailers;
     bool has_trailers = false;
     bool push_now = false;
