@@ -39,21 +39,47 @@ long c2_connection_id(const conn_rec *c1, std::int32_t stream_id) noexcept
     return static_cast<long>(id);
 }
 
+/* Each worker thread keeps one root pool with its own allocator: a c2
+ * pool is its child, used and destroyed on that thread only, so its memory
+ * goes back to a warm, unlocked allocator instead of to malloc. */
+struct ThreadPool {
+    apr_pool_t *pool = nullptr;
+    ~ThreadPool()
+    {
+        if (pool) {
+            apr_pool_destroy(pool);
+        }
+    }
+};
+thread_local ThreadPool t_pool;
+
+apr_pool_t *thread_root_pool() noexcept
+{
+    if (!t_pool.pool) {
+        apr_allocator_t *allocator;
+        if (apr_allocator_create(&allocator) != APR_SUCCESS) {
+            return nullptr;
+        }
+        /* Keep at most this much freed memory per worker thread. */
+        apr_allocator_max_free_set(allocator, ap_max_mem_free ? ap_max_mem_free : 1024 * 1024);
+        if (apr_pool_create_ex(&t_pool.pool, nullptr, nullptr, allocator) != APR_SUCCESS) {
+            apr_allocator_destroy(allocator);
+            t_pool.pool = nullptr;
+            return nullptr;
+        }
+        apr_allocator_owner_set(allocator, t_pool.pool);
+        apr_pool_tag(t_pool.pool, "h2x_worker");
+    }
+    return t_pool.pool;
+}
+
 conn_rec *c2_create(conn_rec *c1, std::int32_t stream_id, apr_thread_t *thread) noexcept
 {
-    apr_allocator_t *allocator;
+    apr_pool_t *root = thread_root_pool();
     apr_pool_t *pool;
-    /* A pool with its own allocator: the c2 lives on a worker thread and
-     * must not share an unlocked allocator with c1. */
-    if (apr_allocator_create(&allocator) != APR_SUCCESS) {
+    if (!root || apr_pool_create(&pool, root) != APR_SUCCESS) {
         return nullptr;
     }
-    apr_allocator_max_free_set(allocator, ap_max_mem_free);
-    if (apr_pool_create_ex(&pool, nullptr, nullptr, allocator) != APR_SUCCESS) {
-        apr_allocator_destroy(allocator);
-        return nullptr;
-    }
-    apr_allocator_owner_set(allocator, pool);
     apr_pool_tag(pool, "h2x_c2");
 
     auto *c2 = static_cast<conn_rec *>(apr_palloc(pool, sizeof(conn_rec)));

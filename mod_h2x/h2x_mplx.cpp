@@ -37,7 +37,9 @@ void Mplx::signal(std::int32_t id) noexcept
     bool wake;
     {
         std::lock_guard<std::mutex> lock(lock_);
-        wake = pending_.empty() && done_.empty();
+        /* Only a c1 that sleeps (or is about to) needs the pipe: a busy one
+         * looks at pending_ before it sleeps. */
+        wake = c1_sleeping_ && pending_.empty() && done_.empty();
         pending_.push_back(id);
     }
     if (wake) {
@@ -50,7 +52,7 @@ void Mplx::c2_done(std::int32_t id) noexcept
     bool wake;
     {
         std::lock_guard<std::mutex> lock(lock_);
-        wake = pending_.empty() && done_.empty();
+        wake = c1_sleeping_ && pending_.empty() && done_.empty();
         done_.push_back(id);
         --running_;
         done_cond_.notify_all();
@@ -83,10 +85,17 @@ bool Mplx::c1_wait(apr_interval_time_t timeout) noexcept
         if (!pending_.empty() || !done_.empty()) {
             return false; /* news already waiting: do not sleep */
         }
+        /* From here on, news writes the wake-up pipe; its byte stays until
+         * the poll below returns, so nothing between here and there is lost. */
+        c1_sleeping_ = true;
     }
     apr_int32_t n = 0;
     const apr_pollfd_t *out = nullptr;
     apr_status_t rv = apr_pollset_poll(pollset_, timeout, &n, &out);
+    {
+        std::lock_guard<std::mutex> lock(lock_);
+        c1_sleeping_ = false;
+    }
     if (rv != APR_SUCCESS) {
         return false; /* timeout, EINTR or wake-up */
     }

@@ -4,10 +4,12 @@
  * processing done) with signal(); c1 sleeps in wait() on its socket and the
  * pollset's wake-up pipe, then takes the whole set of ids with
  * c1_take_pending() and re-reads every named stream's state under its beam
- * locks. The set is the level: an id stays in it until c1 takes it, and a
- * signal into an empty set writes the wake-up pipe, whose byte stays until
- * c1 polls again - so no news can be lost between c1's check and its sleep
- * (DESIGN.md invariant 3).
+ * locks. The set is the level: an id stays in it until c1 takes it. c1
+ * looks at the set under the lock right before it sleeps and marks itself
+ * sleeping; from then on a signal into an empty set writes the wake-up
+ * pipe, whose byte stays until the poll returns - so no news can be lost
+ * between c1's check and its sleep (DESIGN.md invariant 3), and news for a
+ * busy c1 costs no pipe write.
  *
  * owner: the c1 Session (std::unique_ptr), created in the c1 pool.
  * thread: signal()/c2_done() from any thread; everything c1_* on c1 only.
@@ -59,6 +61,7 @@ class Mplx {
     std::vector<std::int32_t> pending_; /* under lock_ */
     std::vector<std::int32_t> done_;    /* under lock_ */
     int running_ = 0;                   /* under lock_: c2 tasks not yet done */
+    bool c1_sleeping_ = false;          /* under lock_: c1 is in (or entering) poll */
 };
 
 } // namespace h2x
