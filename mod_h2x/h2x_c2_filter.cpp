@@ -2,7 +2,10 @@
 #include "h2x_private.h"
 #include "h2x_c2_filter.h"
 
+#include <cerrno>
 #include <cstring>
+
+#include <unistd.h>
 #include <string>
 
 #include <http_core.h>
@@ -326,6 +329,33 @@ apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos
     return APR_ECONNABORTED;
 }
 
+/* Appends `len` bytes of a file bucket, from its current start, to `out`
+ * (pread: the file offset is not touched). */
+bool read_file_piece(apr_bucket *b, std::string *out, apr_size_t len) noexcept
+{
+    auto *fb = static_cast<apr_bucket_file *>(b->data);
+    apr_os_file_t fd;
+    if (apr_os_file_get(&fd, fb->fd) != APR_SUCCESS) {
+        return false;
+    }
+    std::size_t at = out->size();
+    out->resize(at + len);
+    apr_size_t done = 0;
+    while (done < len) {
+        ssize_t n = ::pread(fd, &(*out)[at + done], len - done,
+                            static_cast<off_t>(b->start + static_cast<apr_off_t>(done)));
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            out->resize(at);
+            return false;
+        }
+        done += static_cast<apr_size_t>(n);
+    }
+    return true;
+}
+
 apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
 {
     conn_rec *c = f->c;
@@ -437,6 +467,33 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         }
         else if (APR_BUCKET_IS_METADATA(b)) {
             apr_bucket_delete(b);
+        }
+        else if (APR_BUCKET_IS_FILE(b) && task->final_head && b->length > 0) {
+            /* A file's bytes are read straight into the chunk that goes into
+             * the beam: no mmap set-up per piece, no intermediate bucket. */
+            std::size_t room = chunk_max > ctx->pending->size() ? chunk_max - ctx->pending->size() : 0;
+            if (room == 0) {
+                rv = net_out_push(task, ctx, nullptr, false);
+                push_now = false;
+                continue;
+            }
+            apr_size_t want = std::min<apr_size_t>(b->length, room);
+            if (!read_file_piece(b, ctx->pending, want)) {
+                rv = APR_EGENERAL;
+                break;
+            }
+            task->body_bytes += static_cast<apr_off_t>(want);
+            if (want == b->length) {
+                apr_bucket_delete(b);
+            }
+            else {
+                b->start += static_cast<apr_off_t>(want);
+                b->length -= want;
+            }
+            if (ctx->pending->size() >= chunk_max) {
+                rv = net_out_push(task, ctx, nullptr, false);
+                push_now = false;
+            }
         }
         else {
             const char *data;

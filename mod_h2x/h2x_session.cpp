@@ -78,6 +78,12 @@ ssize_t cb_select_padding(nghttp2_session *, const nghttp2_frame *frame, size_t 
     return of(ud)->padded_length(frame->hd.length, max_payload);
 }
 
+int cb_send_data(nghttp2_session *, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+                 nghttp2_data_source *, void *ud) noexcept
+{
+    return of(ud)->on_send_data(frame, framehd, length);
+}
+
 int cb_on_invalid_frame_recv(nghttp2_session *, const nghttp2_frame *frame, int lib_error,
                              void *ud) noexcept
 {
@@ -175,6 +181,7 @@ bool Session::init(request_rec *upgrade) noexcept
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb_on_stream_close);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, cb_on_invalid_frame_recv);
     nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, cb_data_read_length);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, cb_send_data);
     if (padding_bits_ > 0) {
         nghttp2_session_callbacks_set_select_padding_callback(cbs, cb_select_padding);
     }
@@ -536,6 +543,19 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
         }
     }
     s->hold_until = 0;
+    Beam::State st = s->out->state();
+    if (st.end != BeamEnd::ABORTED && !st.has_trailers && st.buffered > 0) {
+        /* The usual case: the bytes go straight from the beam into the
+         * connection's output buffer in on_send_data() (no copy through
+         * nghttp2's frame buffer). END_STREAM rides this frame when it
+         * takes the last bytes of a complete body. */
+        std::size_t n = std::min(length, st.buffered);
+        *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+        if (n == st.buffered && st.end == BeamEnd::COMPLETE) {
+            *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        }
+        return static_cast<ssize_t>(n);
+    }
     Beam::State after;
     std::size_t n = s->out->read_data(reinterpret_cast<char *>(buf), length, &after);
     if (after.end == BeamEnd::ABORTED) {
@@ -565,6 +585,34 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
         return NGHTTP2_ERR_DEFERRED;
     }
     return static_cast<ssize_t>(n);
+}
+
+/* Writes a DATA frame announced with NGHTTP2_DATA_FLAG_NO_COPY: header,
+ * padding length, the body bytes taken from the beam, padding. */
+int Session::on_send_data(nghttp2_frame *frame, const uint8_t *framehd, size_t length) noexcept
+{
+    Stream *s = find(frame->hd.stream_id);
+    if (!s || !s->out) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    std::size_t at = out_buf_.size();
+    std::size_t padlen = frame->data.padlen;
+    out_buf_.append(reinterpret_cast<const char *>(framehd), 9);
+    if (padlen > 0) {
+        out_buf_.push_back(static_cast<char>(padlen - 1));
+    }
+    std::size_t off = out_buf_.size();
+    out_buf_.resize(off + length);
+    if (s->out->read_data(&out_buf_[off], length, nullptr) != length) {
+        /* Aborted under us: no partial frame goes out; the stream is reset. */
+        out_buf_.resize(at);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (padlen > 1) {
+        out_buf_.append(padlen - 1, '\0');
+    }
+    /* Let write_output() flush a full buffer before nghttp2 goes on. */
+    return out_buf_.size() >= OUT_FLUSH ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 /* RFC 9113 §8.1: a complete response may end a request whose body is
@@ -795,10 +843,9 @@ bool Session::read_input() noexcept
 
 bool Session::write_output() noexcept
 {
-    /* Frames are coalesced into writes of up to 64 KB; everything nghttp2
-     * has to send goes out before c1 sleeps again. */
+    /* Frames are coalesced into writes of up to OUT_FLUSH bytes; everything
+     * nghttp2 has to send goes out before c1 sleeps again. */
     for (;;) {
-        bool full = false;
         for (;;) {
             const uint8_t *data;
             ssize_t n = nghttp2_session_mem_send(ngh2_, &data);
@@ -808,14 +855,14 @@ bool Session::write_output() noexcept
                               nghttp2_strerror(static_cast<int>(n)));
                 return false;
             }
-            if (n == 0) {
-                break;
+            if (n > 0) {
+                std::size_t at = out_buf_.size();
+                out_buf_.append(reinterpret_cast<const char *>(data), static_cast<std::size_t>(n));
+                patch_settings(at);
             }
-            std::size_t at = out_buf_.size();
-            out_buf_.append(reinterpret_cast<const char *>(data), static_cast<std::size_t>(n));
-            patch_settings(at);
-            if (out_buf_.size() >= 64 * 1024) {
-                full = true;
+            /* n == 0: nothing more now, or on_send_data() paused to let
+             * the buffer be flushed; the outer loop then asks again. */
+            if (n == 0 || out_buf_.size() >= OUT_FLUSH) {
                 break;
             }
         }
@@ -824,9 +871,6 @@ bool Session::write_output() noexcept
         }
         if (!flush_output()) {
             return false;
-        }
-        if (!full) {
-            return true;
         }
     }
 }

@@ -50,6 +50,7 @@ class Session {
     void pre_close() noexcept;
 
     static constexpr apr_interval_time_t SUSPEND_AFTER = 10 * 1000; /* 10 ms */
+    static constexpr std::size_t OUT_FLUSH = 64 * 1024; /* coalesce writes up to this */
 
     /* nghttp2 callbacks (trampolines in h2x_session.cpp) */
     int on_begin_headers(const nghttp2_frame *frame) noexcept;
@@ -63,6 +64,7 @@ class Session {
     ssize_t on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
                          uint32_t *data_flags) noexcept;
 
+    int on_send_data(nghttp2_frame *frame, const uint8_t *framehd, size_t length) noexcept;
     ssize_t data_frame_length(int32_t window, uint32_t peer_max_frame) const noexcept;
     ssize_t padded_length(size_t len, size_t max_payload) noexcept;
 
