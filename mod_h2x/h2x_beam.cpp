@@ -42,13 +42,11 @@ void Beam::signal(std::unique_lock<std::mutex> &lock) noexcept
 void Beam::set_end(BeamEnd end, AbortReason reason) noexcept
 {
     if (end_ != BeamEnd::OPEN) {
-        /* The terminal state is written once. Ending twice is harmless for
-         * the peer (the first end wins) but shows a logic error here. */
-        if (!(end == BeamEnd::ABORTED && end_ == BeamEnd::ABORTED)) {
-            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, nullptr, H2XLOGNO(10002)
-                         "beam %s: BUG: ending twice (%d then %d)", tag_,
-                         static_cast<int>(end_), static_cast<int>(end));
-        }
+        /* The terminal state is written once; the sender ending twice is a
+         * logic error (abort() of an ended beam never gets here). */
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, nullptr, H2XLOGNO(10002)
+                     "beam %s: BUG: ending twice (%d then %d)", tag_,
+                     static_cast<int>(end_), static_cast<int>(end));
         return;
     }
     end_ = end;
@@ -130,6 +128,11 @@ SendResult Beam::send(std::vector<Head> *heads, std::string *body, Head *trailer
 void Beam::abort(AbortReason reason) noexcept
 {
     std::unique_lock<std::mutex> lock(lock_);
+    if (end_ != BeamEnd::OPEN) {
+        /* Already ended: the first end stands (a reset after a complete
+         * response leaves it complete). */
+        return;
+    }
     set_end(BeamEnd::ABORTED, reason);
     /* An aborted beam delivers nothing more. */
     chunks_.clear();

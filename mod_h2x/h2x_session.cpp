@@ -380,12 +380,18 @@ void Session::schedule(Stream *s) noexcept
     w->submit(s->task.get());
 }
 
-int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
+/* LogLevel h2x:trace2: every frame, one line. */
+void Session::trace_frame(const char *dir, const nghttp2_frame *frame) const noexcept
 {
     ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c1_,
-                  "h2x_session(%ld): recv %s stream=%d flags=0x%x len=%lu", c1_->id,
+                  "h2x_session(%ld): %s %s stream=%d flags=0x%x len=%lu", c1_->id, dir,
                   frame_type_name(frame->hd.type), frame->hd.stream_id, frame->hd.flags,
                   static_cast<unsigned long>(frame->hd.length));
+}
+
+int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
+{
+    trace_frame("recv", frame);
     Stream *s = frame->hd.stream_id ? find(frame->hd.stream_id) : nullptr;
     switch (frame->hd.type) {
     case NGHTTP2_HEADERS:
@@ -419,16 +425,7 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
             set_end(s, StreamEnd::RST_RECEIVED, frame->rst_stream.error_code);
             /* The client's reset frees the work at once: the handler fails
              * at its next write, a queued task never starts. */
-            if (s->in) {
-                s->in->abort(AbortReason::PEER_RESET);
-            }
-            if (s->out) {
-                s->out->abort(AbortReason::PEER_RESET);
-            }
-            if (s->scheduled && !s->c2_done && Workers::get()
-                && Workers::get()->cancel(s->task.get())) {
-                s->task->dropped();
-            }
+            abandon(s, AbortReason::PEER_RESET);
         }
         break;
     case NGHTTP2_GOAWAY:
@@ -462,10 +459,7 @@ int Session::on_data_chunk_recv(uint8_t, int32_t stream_id, const uint8_t *data,
 
 int Session::on_frame_send(const nghttp2_frame *frame) noexcept
 {
-    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c1_,
-                  "h2x_session(%ld): sent %s stream=%d flags=0x%x len=%lu", c1_->id,
-                  frame_type_name(frame->hd.type), frame->hd.stream_id, frame->hd.flags,
-                  static_cast<unsigned long>(frame->hd.length));
+    trace_frame("sent", frame);
     Stream *s = frame->hd.stream_id ? find(frame->hd.stream_id) : nullptr;
     if (!s) {
         return 0;
@@ -505,15 +499,7 @@ int Session::on_stream_close(int32_t stream_id, uint32_t error_code) noexcept
         set_end(s, StreamEnd::CONNECTION_GONE, error_code);
     }
     s->state = StreamState::CLOSED;
-    if (s->in) {
-        s->in->abort(AbortReason::CONN_GONE);
-    }
-    if (s->out && s->out->state().end == BeamEnd::OPEN) {
-        s->out->abort(AbortReason::CONN_GONE);
-    }
-    if (s->scheduled && !s->c2_done && Workers::get() && Workers::get()->cancel(s->task.get())) {
-        s->task->dropped();
-    }
+    abandon(s, AbortReason::CONN_GONE);
     maybe_destroy(s);
     return 0;
 }
@@ -623,6 +609,22 @@ void Session::stop_unread_body(Stream *s) noexcept
     if (s->end == StreamEnd::END_STREAM_SENT && s->state == StreamState::HALF_CLOSED_LOCAL
         && (!s->scheduled || s->c2_done)) {
         reset(s, NGHTTP2_NO_ERROR);
+    }
+}
+
+/* Nobody will take this stream's output or give it input any more: both
+ * beams end (an output that completed stays complete), and a task still
+ * queued never starts. */
+void Session::abandon(Stream *s, AbortReason reason) noexcept
+{
+    if (s->in) {
+        s->in->abort(reason);
+    }
+    if (s->out) {
+        s->out->abort(reason);
+    }
+    if (s->scheduled && !s->c2_done && Workers::get() && Workers::get()->cancel(s->task.get())) {
+        s->task->dropped();
     }
 }
 
@@ -1103,17 +1105,9 @@ void Session::teardown() noexcept
     /* Every stream still here ends now; workers stop at their next IO. */
     for (auto &kv : streams_) {
         Stream *s = kv.second.get();
-        if (s->in) {
-            s->in->abort(AbortReason::CONN_GONE);
-        }
-        if (s->out) {
-            s->out->abort(AbortReason::CONN_GONE);
-        }
+        abandon(s, AbortReason::CONN_GONE);
         if (s->end == StreamEnd::NONE) {
             s->end = StreamEnd::CONNECTION_GONE;
-        }
-        if (s->scheduled && !s->c2_done && Workers::get() && Workers::get()->cancel(s->task.get())) {
-            s->task->dropped();
         }
     }
     mplx_->c1_join_all();

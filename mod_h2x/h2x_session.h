@@ -80,6 +80,8 @@ class Session {
     void process_output(Stream *s) noexcept;
     void process_input_consumed(Stream *s) noexcept;
     void reset(Stream *s, uint32_t code) noexcept;
+    void abandon(Stream *s, AbortReason reason) noexcept;
+    void trace_frame(const char *dir, const nghttp2_frame *frame) const noexcept;
     void stop_unread_body(Stream *s) noexcept;
     void maybe_destroy(Stream *s) noexcept;
     bool read_input() noexcept;          /* false: connection gone */
