@@ -5,8 +5,9 @@
   invariant 4): `HEADERS DATA HEADERS[ES]`; gRPC trailers-only:
   `HEADERS HEADERS[ES]`.
 - Request trailers (a HEADERS block with END_STREAM after the body) are
-  accepted: the body reaches the handler complete and the stream ends.
-  No test handler prints r->trailers_in (see FINDINGS-issue4.md).
+  accepted: the body reaches the handler complete, the trailers reach it as
+  r->trailers_in (h2x-echo?discard=1&trailers=1 prints them), and the
+  stream ends.
 - Trailers from a proxied HTTP/1.1 backend (chunked + trailer fields):
   see the test's docstring for what mod_proxy_http 2.4.71 does.
 """
@@ -161,3 +162,23 @@ def test_h2x_520_07_proxy_backend_trailers(frame_client, backend):
     assert rec.body == b"hello world"
     assert c.shape(sid) == "HEADERS DATA HEADERS[ES]", rec.frames_str()
     assert dict(rec.trailers).get("x-be-trailer") == "be-value", rec.trailers
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_520_20_request_trailers_reach_handler(frame_client, tls):
+    """The trailing HEADERS block of a request becomes r->trailers_in, with
+    the body complete before it."""
+    c = frame_client(tls=tls)
+    body = b"t" * 70_000
+    sid = c.request("POST", "/h2x/echo?discard=1&trailers=1",
+                    headers=[("te", "trailers"), ("trailer", "x-req-trailer")],
+                    body=body, end_stream=False)
+    c.send_headers(sid, [("x-req-trailer", "rt-value"), ("x-second", "2")],
+                   end_stream=True)
+    assert c.wait_stream_end(sid, timeout=15)
+    rec = c.stream(sid)
+    assert rec.status == 200 and rec.ended_by == "END_STREAM", rec
+    lines = rec.body.decode().splitlines()
+    assert lines[0] == str(len(body)), lines
+    assert "trailer.x-req-trailer=rt-value" in lines, lines
+    assert "trailer.x-second=2" in lines, lines

@@ -346,7 +346,8 @@ static int h_stream(request_rec *r, apr_table_t *args)
 /* h2x-echo: reads the whole request body, then sends it back as
  * application/octet-stream (request DATA, flow control, Expect:
  * 100-continue, request-side Timeout). discard=1 replies with only the byte
- * count as text. A read error (client reset, timeout) logs
+ * count as text; with trailers=1 also a "trailer.<name>=<value>" line per
+ * request trailer (r->trailers_in). A read error (client reset, timeout) logs
  * "h2x-echo: read error" at info and answers 400 (413/408 where httpd maps
  * the error so). */
 static int h_echo(request_rec *r, apr_table_t *args)
@@ -398,6 +399,16 @@ static int h_echo(request_rec *r, apr_table_t *args)
     if (discard) {
         ap_set_content_type(r, "text/plain");
         apr_brigade_printf(out, NULL, NULL, "%" APR_OFF_T_FMT "\n", total);
+        if (arg_int(args, "trailers", 0)) {
+            /* trailers=1: the request trailers the body ended with. */
+            const apr_array_header_t *tarr = apr_table_elts(r->trailers_in);
+            const apr_table_entry_t *te = (const apr_table_entry_t *)tarr->elts;
+            int i;
+            for (i = 0; i < tarr->nelts; ++i) {
+                apr_brigade_printf(out, NULL, NULL, "trailer.%s=%s\n",
+                                   te[i].key, te[i].val);
+            }
+        }
     }
     else {
         ap_set_content_type(r, "application/octet-stream");
