@@ -101,7 +101,6 @@ SendResult Beam::send(std::vector<Head> *heads, std::string *body, Head *trailer
         chunks_.push_back(std::move(*body));
         body->clear();
         buffered_ += len;
-        sent_ += len;
     }
     if (trailers) {
         if (has_trailers_) {

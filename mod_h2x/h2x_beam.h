@@ -125,7 +125,6 @@ class Beam {
     bool sender_waiting_ = false;       /* under lock_: send() waits for room */
     BeamEnd end_ = BeamEnd::OPEN;       /* under lock_, written once */
     AbortReason reason_ = AbortReason::NONE; /* under lock_ */
-    std::uint64_t sent_ = 0;            /* under lock_ */
     std::uint64_t received_ = 0;        /* under lock_ */
     Notify notify_;                     /* set before the beam is shared */
 };

@@ -428,9 +428,6 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
             abandon(s, AbortReason::PEER_RESET);
         }
         break;
-    case NGHTTP2_GOAWAY:
-        peer_gone_ = frame->goaway.error_code != NGHTTP2_NO_ERROR;
-        break;
     default:
         break;
     }
@@ -1114,9 +1111,5 @@ void Session::teardown() noexcept
     streams_.clear();
 }
 
-bool session_conn_is_h2(const conn_rec *c) noexcept
-{
-    return conn_is_h2(c);
-}
 
 } // namespace h2x

@@ -117,7 +117,6 @@ class Session {
     SessionState state_ = SessionState::INIT;
     bool goaway_sent_ = false;
     bool settings_patched_ = false; /* see write_output() */
-    bool peer_gone_ = false;
     apr_time_t idle_since_ = 0;
     apr_time_t last_blocked_check_ = 0;
     apr_bucket_brigade *in_bb_ = nullptr;
@@ -127,8 +126,6 @@ class Session {
     std::vector<nghttp2_nv> nva_;
 };
 
-/* Stream-level lookup for the optional functions: the c2 task, or null. */
-bool session_conn_is_h2(const conn_rec *c) noexcept;
 
 } // namespace h2x
 
