@@ -47,6 +47,7 @@ void Beam::set_end(BeamEnd end, AbortReason reason) noexcept
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, nullptr, H2XLOGNO(10002)
                      "beam %s: BUG: ending twice (%d then %d)", tag_,
                      static_cast<int>(end_), static_cast<int>(end));
+        H2X_BUG_ABORT();
         return;
     }
     end_ = end;

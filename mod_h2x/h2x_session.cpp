@@ -287,6 +287,7 @@ void Session::apply(Stream *s, StreamEvent ev) noexcept
         ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10015)
                       "h2x_stream(%ld-%d): BUG: %s in state %s", c1_->id, s->id,
                       event_name(ev), state_name(s->state));
+        H2X_BUG_ABORT();
         return;
     }
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c1_, "h2x_stream(%ld-%d): %s -[%s]-> %s",
@@ -780,6 +781,7 @@ void Session::maybe_destroy(Stream *s) noexcept
     if (s->end == StreamEnd::NONE) {
         ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c1_, H2XLOGNO(10017)
                       "h2x_stream(%ld-%d): BUG: destroyed without an end record", c1_->id, s->id);
+        H2X_BUG_ABORT();
     }
     streams_.erase(s->id);
 }
