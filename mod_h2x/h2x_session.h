@@ -69,7 +69,6 @@ class Session {
     ssize_t padded_length(size_t len, size_t max_payload) noexcept;
 
     conn_rec *c1() const noexcept { return c1_; }
-    int open_streams() const noexcept { return open_streams_; }
 
   private:
     Stream *find(int32_t id) noexcept;
