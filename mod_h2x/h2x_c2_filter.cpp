@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 #include <string>
+#include <vector>
 
 #include <http_core.h>
 #include <http_protocol.h>
@@ -15,6 +16,7 @@
 #include <util_time.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <nghttp2/nghttp2.h>
 
 #include "h2x_bucket_head.h"
 #include "h2x_c2.h"
@@ -36,13 +38,49 @@ ap_filter_rec_t *g_net_in_filter;
 APR_OPTIONAL_FN_TYPE(ap_logio_add_bytes_out) *g_logio_out;
 APR_OPTIONAL_FN_TYPE(ap_logio_add_bytes_in) *g_logio_in;
 
+/* What a head costs on the wire, for %O: a frame header and the HPACK
+ * encoding of its fields. c1 encodes it later, with the connection's
+ * dynamic table; here it is encoded without one (a table size of 0 makes
+ * the encoder stateless, so one per worker thread serves every stream),
+ * which is what a new connection would send. */
+constexpr apr_off_t FRAME_HEADER_LEN = 9;
+constexpr apr_off_t DATA_FRAME_PAYLOAD = 16384;
+
+struct HeadEncoder {
+    nghttp2_hd_deflater *deflater = nullptr;
+    std::vector<nghttp2_nv> nva;
+    std::vector<uint8_t> buf;
+    HeadEncoder() noexcept { nghttp2_hd_deflate_new(&deflater, 0); }
+    ~HeadEncoder()
+    {
+        if (deflater) {
+            nghttp2_hd_deflate_del(deflater);
+        }
+    }
+};
+
 apr_off_t head_length(const Head &head) noexcept
 {
-    apr_off_t len = 13; /* a status line's worth */
-    for (const auto &f : head.fields) {
-        len += static_cast<apr_off_t>(f.first.size() + f.second.size() + 4);
+    thread_local HeadEncoder enc;
+    char status[4];
+    response_to_nv(head, head.status == 0, status, &enc.nva);
+    apr_off_t raw = 0;
+    for (const nghttp2_nv &nv : enc.nva) {
+        raw += static_cast<apr_off_t>(nv.namelen + nv.valuelen);
     }
-    return len;
+    if (!enc.deflater) {
+        return FRAME_HEADER_LEN + raw;
+    }
+    enc.buf.resize(nghttp2_hd_deflate_bound(enc.deflater, enc.nva.data(), enc.nva.size()));
+    ssize_t n = nghttp2_hd_deflate_hd(enc.deflater, enc.buf.data(), enc.buf.size(),
+                                      enc.nva.data(), enc.nva.size());
+    return FRAME_HEADER_LEN + (n > 0 ? static_cast<apr_off_t>(n) : raw);
+}
+
+/* Body bytes and the DATA frame headers that carry them. */
+apr_off_t body_length(apr_off_t bytes) noexcept
+{
+    return bytes + FRAME_HEADER_LEN * ((bytes + DATA_FRAME_PAYLOAD - 1) / DATA_FRAME_PAYLOAD);
 }
 
 C2Task *task_of(const conn_rec *c) noexcept
@@ -208,6 +246,28 @@ apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             }
         }
         Head head = make_head(r);
+        if (const auto *bad = response_invalid_field(head)) {
+            /* As httpd's HTTP/1 header filter (check_headers): a field that
+             * cannot be sent turns the response into a 500, once. */
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, H2XLOGNO(10027)
+                          "h2x_c2(%s): response field '%s' has invalid characters; "
+                          "answering 500", f->c->log_id, bad->first.c_str());
+            apr_table_clear(r->headers_out);
+            apr_table_clear(r->err_headers_out);
+            apr_brigade_cleanup(bb);
+            bool again = false;
+            for (request_rec *rr = r; rr && !again; rr = rr->prev) {
+                again = apr_table_get(rr->notes, "h2x-invalid-field") != nullptr;
+            }
+            if (!again) {
+                apr_table_setn(r->notes, "h2x-invalid-field", "1");
+                ap_die(HTTP_INTERNAL_SERVER_ERROR, r);
+                return AP_FILTER_ERROR;
+            }
+            r->status = HTTP_INTERNAL_SERVER_ERROR;
+            head = make_head(r);
+            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(f->c->bucket_alloc));
+        }
         ctx->header_only = r->header_only || response_is_header_only(head.status);
         APR_BRIGADE_INSERT_HEAD(bb, bucket_head_create(f->c->bucket_alloc, HeadKind::RESPONSE,
                                                         std::move(head)));
@@ -296,7 +356,7 @@ bool parse_interim(std::string *text, Head *head) noexcept
 apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos) noexcept
 {
     if (g_logio_out) {
-        apr_off_t n = static_cast<apr_off_t>(ctx->pending->size());
+        apr_off_t n = body_length(static_cast<apr_off_t>(ctx->pending->size()));
         for (const Head &h : *ctx->heads) {
             n += head_length(h);
         }
@@ -577,59 +637,69 @@ void deliver_trailers(C2Task *task) noexcept
     }
 }
 
-apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
-                           apr_read_type_e block, apr_off_t readbytes) noexcept
+/* The c2 network input keeps what it took from the input beam but has not
+ * handed out yet in `held`: a SPECULATIVE read only looks, READBYTES and
+ * GETLINE hand out part of it, so every input mode behaves as core's
+ * socket input filter does (DESIGN.md invariant 10). mod_reqtimeout, for
+ * one, peeks at one byte before each request it times. */
+struct NetInCtx {
+    apr_bucket_brigade *held; /* body bytes, then possibly the EOS */
+};
+
+/* What httpd's HTTP_IN filter checks before the first body read. */
+apr_status_t check_body_length(C2Task *task, conn_rec *c) noexcept
 {
-    conn_rec *c = f->c;
-    C2Task *task = task_of(c);
-    if (mode == AP_MODE_INIT) {
-        return APR_SUCCESS;
-    }
-    if (!task || c->aborted) {
-        return APR_ECONNABORTED;
-    }
-    if (!task->in) {
-        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
-        return APR_SUCCESS;
-    }
     request_rec *r = task->r;
-    if (r && !task->body_checked) {
-        /* What httpd's HTTP_IN filter checks before the first body read. */
-        task->body_checked = true;
-        task->body_limit = ap_get_limit_req_body(r);
-        const char *cl = apr_table_get(r->headers_in, "Content-Length");
-        apr_off_t len = 0;
-        char *end = nullptr;
-        if (task->body_limit && cl && apr_strtoff(&len, cl, &end, 10) == APR_SUCCESS
-            && len > task->body_limit) {
-            /* LimitRequestBody: the handler maps this to 413. */
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, H2XLOGNO(10024)
-                          "h2x_c2(%s): request body of %s bytes is larger than "
-                          "LimitRequestBody %" APR_OFF_T_FMT, c->log_id, cl, task->body_limit);
-            return APR_ENOSPC;
-        }
+    if (!r || task->body_checked) {
+        return APR_SUCCESS;
     }
-    if (r && block == APR_BLOCK_READ && r->expecting_100 && !task->final_head
-        && !(r->eos_sent || r->bytes_sent)) {
-        if (!ap_is_HTTP_SUCCESS(r->status)) {
-            /* Answered with an error already: the client is waiting for our
-             * word and sends no body. */
-            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
-            return APR_SUCCESS;
-        }
-        /* RFC 9110 §10.1.1: 100 when the handler first reads the body, never
-         * for a request answered without reading it. Sent the way httpd
-         * sends it, which clears r->expecting_100, so a proxied backend's
-         * own 100 (Proxy100Continue) is not sent twice. A non-blocking read
-         * (mod_proxy_http's prefetch) does not trigger it. */
-        int status = r->status;
-        const char *status_line = r->status_line;
-        r->status = HTTP_CONTINUE;
-        r->status_line = nullptr;
-        ap_send_interim_response(r, 0);
-        r->status = status;
-        r->status_line = status_line;
+    task->body_checked = true;
+    task->body_limit = ap_get_limit_req_body(r);
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_off_t len = 0;
+    char *end = nullptr;
+    if (task->body_limit && cl && apr_strtoff(&len, cl, &end, 10) == APR_SUCCESS
+        && len > task->body_limit) {
+        /* LimitRequestBody: the handler maps this to 413. */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, H2XLOGNO(10024)
+                      "h2x_c2(%s): request body of %s bytes is larger than "
+                      "LimitRequestBody %" APR_OFF_T_FMT, c->log_id, cl, task->body_limit);
+        return APR_ENOSPC;
     }
+    return APR_SUCCESS;
+}
+
+/* RFC 9110 §10.1.1: 100 when the handler first blocks on the body, never
+ * for a request answered without reading it. Sent the way httpd sends it,
+ * which clears r->expecting_100, so a proxied backend's own 100
+ * (Proxy100Continue) is not sent twice. A non-blocking read (mod_proxy_http's
+ * prefetch) does not trigger it. Returns false when the handler answered
+ * with an error already: the client waits for our word and sends no body. */
+bool maybe_send_continue(C2Task *task) noexcept
+{
+    request_rec *r = task->r;
+    if (!r || !r->expecting_100 || task->final_head || r->eos_sent || r->bytes_sent) {
+        return true;
+    }
+    if (!ap_is_HTTP_SUCCESS(r->status)) {
+        return false;
+    }
+    int status = r->status;
+    const char *status_line = r->status_line;
+    r->status = HTTP_CONTINUE;
+    r->status_line = nullptr;
+    ap_send_interim_response(r, 0);
+    r->status = status;
+    r->status_line = status_line;
+    return true;
+}
+
+/* Moves the next piece of the body from the input beam into `held`; the
+ * EOS follows the last byte. APR_EAGAIN when a non-blocking read finds
+ * nothing. */
+apr_status_t net_in_fill(C2Task *task, conn_rec *c, apr_bucket_brigade *held,
+                         apr_read_type_e block) noexcept
+{
     Beam::State st = task->in->state();
     if (st.buffered == 0 && st.end == BeamEnd::OPEN) {
         if (block == APR_NONBLOCK_READ) {
@@ -651,42 +721,170 @@ apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
         c->aborted = 1;
         return APR_ECONNABORTED;
     }
-    if (st.buffered == 0) {
-        /* COMPLETE and drained. */
-        deliver_trailers(task);
+    if (st.buffered > 0) {
+        const apr_size_t max = 64 * 1024;
+        char *buf = static_cast<char *>(apr_bucket_alloc(max, c->bucket_alloc));
+        std::size_t n = task->in->read_data(buf, max, &st);
+        if (n == 0) {
+            apr_bucket_free(buf);
+            return block == APR_NONBLOCK_READ ? APR_EAGAIN : APR_SUCCESS;
+        }
+        task->body_read += static_cast<apr_off_t>(n);
+        /* c1 re-opens the flow-control window for what was taken. */
+        task->mplx->signal(task->stream_id);
+        if (task->body_limit && task->body_read > task->body_limit) {
+            apr_bucket_free(buf);
+            ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c, H2XLOGNO(10025)
+                          "h2x_c2(%s): request body larger than LimitRequestBody %"
+                          APR_OFF_T_FMT, c->log_id, task->body_limit);
+            return APR_ENOSPC;
+        }
+        APR_BRIGADE_INSERT_TAIL(held, apr_bucket_heap_create(buf, n, apr_bucket_free,
+                                                             c->bucket_alloc));
+    }
+    if (st.buffered == 0 && st.end == BeamEnd::COMPLETE) {
+        APR_BRIGADE_INSERT_TAIL(held, apr_bucket_eos_create(c->bucket_alloc));
+    }
+    return APR_SUCCESS;
+}
+
+/* Moves the buckets of `held` before `upto` (null: all) to `bb`; the EOS
+ * goes along when nothing else is left, and brings the trailers. */
+void net_in_hand_out(C2Task *task, apr_bucket_brigade *held, apr_bucket *upto,
+                     apr_bucket_brigade *bb) noexcept
+{
+    while (!APR_BRIGADE_EMPTY(held)) {
+        apr_bucket *b = APR_BRIGADE_FIRST(held);
+        if (b == upto && !APR_BUCKET_IS_EOS(b)) {
+            break;
+        }
+        if (APR_BUCKET_IS_EOS(b)) {
+            deliver_trailers(task);
+        }
+        APR_BUCKET_REMOVE(b);
+        APR_BRIGADE_INSERT_TAIL(bb, b);
+    }
+}
+
+/* SPECULATIVE: copies of up to `readbytes` held bytes; nothing is taken. */
+apr_status_t net_in_peek(apr_bucket_brigade *held, apr_off_t readbytes,
+                         apr_bucket_brigade *bb) noexcept
+{
+    apr_off_t left = readbytes > 0 ? readbytes : APR_INT32_MAX;
+    for (apr_bucket *b = APR_BRIGADE_FIRST(held);
+         b != APR_BRIGADE_SENTINEL(held) && left > 0; b = APR_BUCKET_NEXT(b)) {
+        apr_bucket *copy = nullptr;
+        apr_status_t rv = apr_bucket_copy(b, &copy);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        if (!APR_BUCKET_IS_METADATA(copy)) {
+            if (static_cast<apr_off_t>(copy->length) > left) {
+                apr_bucket_split(copy, static_cast<apr_size_t>(left));
+                apr_bucket_delete(APR_BUCKET_NEXT(copy));
+            }
+            left -= static_cast<apr_off_t>(copy->length);
+        }
+        APR_BRIGADE_INSERT_TAIL(bb, copy);
+    }
+    return APR_SUCCESS;
+}
+
+/* EATCRLF: drops the CR and LF bytes at the front of what is held. */
+void net_in_eat_crlf(apr_bucket_brigade *held) noexcept
+{
+    while (!APR_BRIGADE_EMPTY(held)) {
+        apr_bucket *b = APR_BRIGADE_FIRST(held);
+        const char *data = nullptr;
+        apr_size_t len = 0;
+        if (APR_BUCKET_IS_METADATA(b)
+            || apr_bucket_read(b, &data, &len, APR_BLOCK_READ) != APR_SUCCESS) {
+            return;
+        }
+        apr_size_t skip = 0;
+        while (skip < len && (data[skip] == '\r' || data[skip] == '\n')) {
+            ++skip;
+        }
+        if (skip < len) {
+            if (skip) {
+                apr_bucket_split(b, skip);
+                apr_bucket_delete(b);
+            }
+            return;
+        }
+        apr_bucket_delete(b);
+    }
+}
+
+apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+                           apr_read_type_e block, apr_off_t readbytes) noexcept
+{
+    conn_rec *c = f->c;
+    C2Task *task = task_of(c);
+    if (mode == AP_MODE_INIT) {
+        return APR_SUCCESS;
+    }
+    if (!task || c->aborted) {
+        return APR_ECONNABORTED;
+    }
+    if (!task->in) {
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
         return APR_SUCCESS;
     }
-    apr_size_t max = 64 * 1024;
-    if (readbytes > 0 && static_cast<apr_size_t>(readbytes) < max) {
-        max = static_cast<apr_size_t>(readbytes);
+    auto *ctx = static_cast<NetInCtx *>(f->ctx);
+    if (!ctx) {
+        ctx = static_cast<NetInCtx *>(apr_pcalloc(c->pool, sizeof(NetInCtx)));
+        ctx->held = apr_brigade_create(c->pool, c->bucket_alloc);
+        f->ctx = ctx;
     }
-    if (mode == AP_MODE_GETLINE) {
-        /* Request bodies are rarely read by line; hand out small pieces. */
-        max = std::min<apr_size_t>(max, 8192);
+    apr_status_t rv = check_body_length(task, c);
+    if (rv != APR_SUCCESS) {
+        return rv;
     }
-    char *buf = static_cast<char *>(apr_bucket_alloc(max, c->bucket_alloc));
-    Beam::State after;
-    std::size_t n = task->in->read_data(buf, max, &after);
-    if (n == 0) {
-        apr_bucket_free(buf);
-        return block == APR_NONBLOCK_READ ? APR_EAGAIN : APR_SUCCESS;
-    }
-    task->body_read += static_cast<apr_off_t>(n);
-    if (task->body_limit && task->body_read > task->body_limit) {
-        apr_bucket_free(buf);
-        ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c, H2XLOGNO(10025)
-                      "h2x_c2(%s): request body larger than LimitRequestBody %" APR_OFF_T_FMT,
-                      c->log_id, task->body_limit);
-        return APR_ENOSPC;
-    }
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(buf, n, apr_bucket_free, c->bucket_alloc));
-    if (after.buffered == 0 && after.end == BeamEnd::COMPLETE && mode != AP_MODE_SPECULATIVE) {
-        deliver_trailers(task);
+    if (block == APR_BLOCK_READ && !maybe_send_continue(task)) {
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
+        return APR_SUCCESS;
     }
-    /* c1 re-opens the flow-control window for what was taken. */
-    task->mplx->signal(task->stream_id);
+    if (APR_BRIGADE_EMPTY(ctx->held)) {
+        rv = net_in_fill(task, c, ctx->held, block);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        if (APR_BRIGADE_EMPTY(ctx->held)) {
+            return block == APR_NONBLOCK_READ ? APR_EAGAIN : APR_SUCCESS;
+        }
+    }
+    switch (mode) {
+    case AP_MODE_SPECULATIVE:
+        return net_in_peek(ctx->held, readbytes, bb);
+    case AP_MODE_EATCRLF:
+        net_in_eat_crlf(ctx->held);
+        return APR_SUCCESS;
+    case AP_MODE_EXHAUSTIVE:
+        net_in_hand_out(task, ctx->held, nullptr, bb);
+        return APR_SUCCESS;
+    case AP_MODE_GETLINE:
+        /* A line, or what is held of it: ap_rgetline() asks again. */
+        rv = apr_brigade_split_line(bb, ctx->held, APR_BLOCK_READ, HUGE_STRING_LEN);
+        if (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))) {
+            deliver_trailers(task);
+        }
+        return rv;
+    case AP_MODE_READBYTES:
+    case AP_MODE_INIT:
+        break;
+    }
+    apr_bucket *upto = nullptr;
+    if (readbytes > 0) {
+        rv = apr_brigade_partition(ctx->held, readbytes, &upto);
+        if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
+            return rv;
+        }
+        if (upto == APR_BRIGADE_SENTINEL(ctx->held)) {
+            upto = nullptr;
+        }
+    }
+    net_in_hand_out(task, ctx->held, upto, bb);
     return APR_SUCCESS;
 }
 

@@ -29,13 +29,20 @@ from . import logscan
 from .ports import free_ports, port_accepts
 
 # Modules loaded when present, in this order (the MPM, CGI and HTTP/2
-# modules are added separately).  Built-ins of Debian's apache2 (log_config,
-# logio, unixd, version, watchdog) must not appear here.
-STANDARD_MODULES = [
-    "authz_core", "authz_host", "authn_core", "authn_file", "auth_basic",
-    "authz_user", "mime", "dir", "alias", "ssl", "socache_shmcb", "rewrite",
-    "include", "headers", "setenvif", "deflate", "filter", "env", "status",
-    "autoindex", "proxy", "proxy_http", "cache", "cache_disk", "expires",
+# modules are added separately).  The first part is what Debian enables by
+# default (mods-enabled after installing apache2, with its
+# RequestReadTimeout in the config template); the HTTP/2 module is loaded
+# after all of them, where upstream httpd.conf and RHEL's conf.modules.d put
+# it.  Built-ins of Debian's apache2 (log_config, logio, unixd, version,
+# watchdog) must not appear here.
+DEBIAN_DEFAULT_MODULES = [
+    "access_compat", "alias", "auth_basic", "authn_core", "authn_file",
+    "authz_core", "authz_host", "authz_user", "autoindex", "deflate", "dir",
+    "env", "filter", "mime", "negotiation", "reqtimeout", "setenvif", "status",
+]
+STANDARD_MODULES = DEBIAN_DEFAULT_MODULES + [
+    "ssl", "socache_shmcb", "rewrite", "include", "headers", "proxy",
+    "proxy_http", "cache", "cache_disk", "expires",
 ]
 MPMS = ("event", "worker", "prefork")
 RESUMING = "resuming normal operations"
@@ -81,9 +88,16 @@ class Httpd:
     _live = weakref.WeakSet()     # every Httpd whose log the test scan reads
 
     def __init__(self, env, name: str = "default", mpm: str = "event",
-                 module: Optional[str] = None, cgi: Optional[str] = None):
+                 module: Optional[str] = None, cgi: Optional[str] = None,
+                 module_first: bool = False, skip_modules=()):
         """`module`: 'h2x' or 'http2' (default: env.module).  `cgi`: 'cgid'
-        or 'cgi' (default: cgi for prefork, cgid otherwise)."""
+        or 'cgi' (default: cgi for prefork, cgid otherwise).  `module_first`:
+        load the HTTP/2 module right after the MPM, before the standard
+        modules (Debian's a2enmod order puts h2x.load before reqtimeout.load),
+        instead of last.  `skip_modules`: standard modules not to load (a test
+        that needs a bare server says why)."""
+        self.module_first = module_first
+        self.skip_modules = set(skip_modules)
         self.env = env
         self.name = name
         self.mpm = mpm
@@ -280,16 +294,22 @@ class Httpd:
     def _load_lines(self) -> str:
         env = self.env
         lines = [f"LoadModule mpm_{self.mpm}_module {env.module_dir}/mod_mpm_{self.mpm}.so"]
-        for name in STANDARD_MODULES + [self._cgi_module()]:
-            path = env.apache_module(name)
-            if path:
-                lines.append(f"LoadModule {name}_module {path}")
         so = env.module_so(self.module)
         if not os.path.exists(so):
             raise HttpdError(
                 f"the HTTP/2 module '{self.module}' is not at {so}: build it, set "
                 f"H2X_MODULE_PATH, or run with H2X_TEST_MODULE=http2")
-        lines.append(f"LoadModule {env.module_symbol(self.module)} {so}")
+        h2_line = f"LoadModule {env.module_symbol(self.module)} {so}"
+        if self.module_first:
+            lines.append(h2_line)
+        for name in STANDARD_MODULES + [self._cgi_module()]:
+            if name in self.skip_modules:
+                continue
+            path = env.apache_module(name)
+            if path:
+                lines.append(f"LoadModule {name}_module {path}")
+        if not self.module_first:
+            lines.append(h2_line)
         if env.has_test_module:
             lines.append(f"LoadModule h2x_test_module {env.test_module_path}")
         return "\n".join(lines)

@@ -28,6 +28,7 @@
 #include "util_script.h"
 
 #include "apr_strings.h"
+#include "apr_md5.h"
 #include "apr_buckets.h"
 #include "apr_tables.h"
 #include "apr_time.h"
@@ -212,6 +213,14 @@ static int h_status(request_rec *r, apr_table_t *args)
     r->status = status;
     ap_set_content_type(r, apr_table_get(args, "ct") ?
                            apr_table_get(args, "ct") : "text/plain");
+    if (arg_off(args, "hd", 0) > 0) {
+        /* hd=N: a response field "x-hd" with a value of N bytes. */
+        apr_off_t len = arg_off(args, "hd", 0);
+        char *v = apr_palloc(r->pool, (apr_size_t)len + 1);
+        memset(v, 'h', (size_t)len);
+        v[len] = '\0';
+        apr_table_setn(r->headers_out, "x-hd", v);
+    }
     if (arg_int(args, "cl", 0)) {
         ap_set_content_length(r, n);
     }
@@ -347,16 +356,21 @@ static int h_stream(request_rec *r, apr_table_t *args)
  * application/octet-stream (request DATA, flow control, Expect:
  * 100-continue, request-side Timeout). discard=1 replies with only the byte
  * count as text; with trailers=1 also a "trailer.<name>=<value>" line per
- * request trailer (r->trailers_in). A read error (client reset, timeout) logs
+ * request trailer (r->trailers_in); md5=1 replies "<md5 hex> <bytes>" of the
+ * body it read (byte-exactness without sending the body back). A read error (client reset, timeout) logs
  * "h2x-echo: read error" at info and answers 400 (413/408 where httpd maps
  * the error so). */
 static int h_echo(request_rec *r, apr_table_t *args)
 {
     apr_bucket_brigade *in = new_bb(r);
     apr_bucket_brigade *out = new_bb(r);
-    int discard = arg_int(args, "discard", 0);
+    int want_md5 = arg_int(args, "md5", 0);
+    int discard = want_md5 || arg_int(args, "discard", 0);
     apr_off_t total = 0;
     int seen_eos = 0;
+    apr_md5_ctx_t md5;
+
+    apr_md5_init(&md5);
 
     while (!seen_eos) {
         apr_bucket *b;
@@ -389,6 +403,9 @@ static int h_echo(request_rec *r, apr_table_t *args)
                 return HTTP_BAD_REQUEST;
             }
             total += len;
+            if (want_md5 && len) {
+                apr_md5_update(&md5, data, len);
+            }
             if (!discard && len) {
                 apr_brigade_write(out, NULL, NULL, data, len);
             }
@@ -396,7 +413,17 @@ static int h_echo(request_rec *r, apr_table_t *args)
         apr_brigade_cleanup(in);
     }
 
-    if (discard) {
+    if (want_md5) {
+        unsigned char digest[APR_MD5_DIGESTSIZE];
+        int k;
+        apr_md5_final(digest, &md5);
+        ap_set_content_type(r, "text/plain");
+        for (k = 0; k < APR_MD5_DIGESTSIZE; ++k) {
+            apr_brigade_printf(out, NULL, NULL, "%02x", digest[k]);
+        }
+        apr_brigade_printf(out, NULL, NULL, " %" APR_OFF_T_FMT "\n", total);
+    }
+    else if (discard) {
         ap_set_content_type(r, "text/plain");
         apr_brigade_printf(out, NULL, NULL, "%" APR_OFF_T_FMT "\n", total);
         if (arg_int(args, "trailers", 0)) {
