@@ -3,16 +3,47 @@
 #include "h2x_request.h"
 
 #include <cstring>
+#include <strings.h>
+
+#include <nghttp2/nghttp2.h>
 
 namespace h2x {
+
+void Request::fail(int status) noexcept
+{
+    if (!fail_status) {
+        fail_status = status;
+    }
+    if (++failed_fields_ > MAX_FAILED_FIELDS && !reset_code) {
+        reset_code = NGHTTP2_ENHANCE_YOUR_CALM;
+    }
+}
 
 void Request::add(const server_rec *s, const char *name, std::size_t nlen,
                   const char *value, std::size_t vlen) noexcept
 {
     raw_bytes += nlen + vlen + 4;
+    /* nghttp2 lets leading and trailing SP/HTAB through (see Session::init);
+     * httpd's HTTP/1.1 parser drops them. */
+    while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t')) {
+        --vlen;
+    }
+    while (vlen > 0 && (value[0] == ' ' || value[0] == '\t')) {
+        ++value;
+        --vlen;
+    }
     if (nlen && name[0] == ':') {
+        bool is_method = nlen == 7 && !std::memcmp(name, ":method", 7);
+        if (s->limit_req_line > 0 && vlen > static_cast<std::size_t>(s->limit_req_line)) {
+            /* LimitRequestLine, applied to each part of the request line. */
+            if (is_method) {
+                reset_code = NGHTTP2_PROTOCOL_ERROR;
+            }
+            fail(HTTP_REQUEST_URI_TOO_LARGE);
+            return;
+        }
         std::string v(value, vlen);
-        if (nlen == 7 && !std::memcmp(name, ":method", 7)) {
+        if (is_method) {
             method = std::move(v);
         }
         else if (nlen == 7 && !std::memcmp(name, ":scheme", 7)) {
@@ -30,21 +61,21 @@ void Request::add(const server_rec *s, const char *name, std::size_t nlen,
         return;
     }
     bool crumb = nlen == 6 && !std::memcmp(name, "cookie", 6);
-    /* LimitRequestFields / LimitRequestFieldSize: over HTTP/1.1 httpd
-     * answers both with 400 (protocol.c, ap_get_mime_headers_core). Cookie
-     * crumbs become one field (below), so they count once. */
     if (!crumb || !has_cookie) {
         ++field_count_;
     }
-    if (s->limit_req_fields && field_count_ > s->limit_req_fields) {
-        fail_status = HTTP_BAD_REQUEST;
+    if (s->limit_req_fields > 0 && field_count_ > s->limit_req_fields) {
+        fail(HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE);
         return;
     }
-    std::size_t field_size = crumb && has_cookie ? 8 + cookie.size() + 2 + vlen : nlen + 2 + vlen;
-    if (s->limit_req_fieldsize && field_size > static_cast<std::size_t>(s->limit_req_fieldsize)) {
-        fail_status = HTTP_BAD_REQUEST;
+    std::string key(name, nlen);
+    std::size_t &merged = merged_len_[key];
+    std::size_t len = merged ? merged + 2 + vlen : nlen + 2 + vlen;
+    if (s->limit_req_fieldsize > 0 && len > static_cast<std::size_t>(s->limit_req_fieldsize)) {
+        fail(HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE);
         return;
     }
+    merged = len;
     /* RFC 9113 §8.2.3: a client may split the cookie field into crumbs; they
      * are joined with "; " before passing to an HTTP/1.1 context. */
     if (crumb) {
@@ -55,19 +86,20 @@ void Request::add(const server_rec *s, const char *name, std::size_t nlen,
         has_cookie = true;
         return;
     }
-    fields.emplace_back(std::string(name, nlen), std::string(value, vlen));
+    fields.emplace_back(std::move(key), std::string(value, vlen));
 }
 
-void Request::finish(const server_rec *s) noexcept
+void Request::finish() noexcept
 {
+    /* RFC 9113 §8.3.1: :scheme names the target URI's scheme; httpd serves
+     * http and https URIs only (mod_http2 answers others with 400). */
+    if (!fail_status && method != "CONNECT" && strcasecmp(scheme.c_str(), "http")
+        && strcasecmp(scheme.c_str(), "https")) {
+        fail_status = HTTP_BAD_REQUEST;
+    }
     if (has_cookie) {
         fields.emplace_back("cookie", std::move(cookie));
         cookie.clear();
-    }
-    /* LimitRequestLine: httpd answers an over-long request line with 414. */
-    std::size_t line = method.size() + 1 + path.size() + sizeof(" HTTP/2.0") - 1;
-    if (!fail_status && s->limit_req_line && line > static_cast<std::size_t>(s->limit_req_line)) {
-        fail_status = HTTP_REQUEST_URI_TOO_LARGE;
     }
 }
 

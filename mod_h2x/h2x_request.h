@@ -3,9 +3,19 @@
  * nghttp2 already enforces RFC 9113 §8.2-8.3 on the wire (lowercase names,
  * no connection-specific fields, pseudo-header placement and duplicates)
  * and resets offending streams with PROTOCOL_ERROR. This adds httpd's own
- * limits (LimitRequestFields, LimitRequestFieldSize, LimitRequestLine),
- * which answer with the status httpd gives over HTTP/1.1, and the cookie
- * join of RFC 9113 §8.2.3.
+ * limits, answered as mod_http2 answers them:
+ *   - a pseudo-header value longer than LimitRequestLine: 414, except
+ *     :method, which resets the stream (PROTOCOL_ERROR);
+ *   - more than LimitRequestFields fields (each repetition counts, cookie
+ *     crumbs count once): 431;
+ *   - a field longer than LimitRequestFieldSize as httpd would see it,
+ *     "name: value" with repeated fields merged by ", " (cookies by "; "):
+ *     431;
+ *   - more than MAX_FAILED_FIELDS fields refused: the client is not
+ *     sending a request worth an answer, the stream is reset
+ *     (ENHANCE_YOUR_CALM).
+ * Leading and trailing SP/HTAB of values are stripped as httpd does over
+ * HTTP/1.1; cookie crumbs are joined (RFC 9113 §8.2.3).
  *
  * owner: the c1 Stream (by value). Immutable once the header block ended;
  *        c2 then reads it without a lock.
@@ -14,7 +24,9 @@
 #define H2X_REQUEST_H
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <unordered_map>
 
 #include <httpd.h>
 
@@ -34,17 +46,26 @@ struct Request {
     bool end_stream = false;     /* END_STREAM on the HEADERS: no body */
     std::size_t raw_bytes = 0;   /* header bytes, for %I */
     int fail_status = 0;         /* 4xx to answer instead of processing */
+    std::uint32_t reset_code = 0; /* non-zero: reset the stream, no answer */
     apr_time_t request_time = 0;
 
     /* Adds one field as nghttp2 delivered it; enforces httpd's limits
      * against `s`. */
     void add(const server_rec *s, const char *name, std::size_t nlen,
              const char *value, std::size_t vlen) noexcept;
-    /* The header block ended: joins cookies, checks LimitRequestLine. */
-    void finish(const server_rec *s) noexcept;
+    /* The header block ended: joins cookies. */
+    void finish() noexcept;
+
+    static constexpr int MAX_FAILED_FIELDS = 100;
 
   private:
+    void fail(int status) noexcept;
+
     int field_count_ = 0;
+    int failed_fields_ = 0;
+    /* Length of "name: value[, value...]" per field name, as httpd would
+     * merge repeated fields. */
+    std::unordered_map<std::string, std::size_t> merged_len_;
 };
 
 } // namespace h2x

@@ -38,6 +38,17 @@ bool is_connection_specific(const std::string &name) noexcept
            || name == "transfer-encoding" || name == "upgrade";
 }
 
+bool is_ows(char ch) noexcept
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/* RFC 9110 §5.6.2 tchar. */
+bool is_tchar(unsigned char ch) noexcept
+{
+    return std::isalnum(ch) || (ch && std::strchr("!#$%&'*+-.^_`|~", ch));
+}
+
 } // namespace
 
 void response_fields_normalize(Head *head, int status) noexcept
@@ -46,6 +57,18 @@ void response_fields_normalize(Head *head, int status) noexcept
     for (auto &f : fields) {
         std::transform(f.first.begin(), f.first.end(), f.first.begin(),
                        [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+        std::string &v = f.second;
+        std::size_t end = v.size();
+        while (end > 0 && is_ows(v[end - 1])) {
+            --end;
+        }
+        std::size_t start = 0;
+        while (start < end && is_ows(v[start])) {
+            ++start;
+        }
+        if (start > 0 || end < v.size()) {
+            v = v.substr(start, end - start);
+        }
     }
     fields.erase(std::remove_if(fields.begin(), fields.end(),
                                 [status](const std::pair<std::string, std::string> &f) {
@@ -60,6 +83,23 @@ void response_fields_normalize(Head *head, int status) noexcept
                                     return false;
                                 }),
                  fields.end());
+}
+
+const std::pair<std::string, std::string> *response_invalid_field(const Head &head) noexcept
+{
+    for (const auto &f : head.fields) {
+        bool ok = !f.first.empty()
+                  && std::all_of(f.first.begin(), f.first.end(),
+                                 [](char ch) { return is_tchar(static_cast<unsigned char>(ch)); })
+                  && std::none_of(f.second.begin(), f.second.end(), [](char ch) {
+                         auto c = static_cast<unsigned char>(ch);
+                         return (c < 0x20 && c != '\t') || c == 0x7f;
+                     });
+        if (!ok) {
+            return &f;
+        }
+    }
+    return nullptr;
 }
 
 void response_to_nv(const Head &head, bool trailers, char status_buf[4],

@@ -25,9 +25,16 @@ bool response_is_header_only(int status) noexcept;
 /* The Content-Length field's value, or -1. */
 apr_off_t response_content_length(const Head &head) noexcept;
 
-/* Lowercases names, drops connection-specific fields, and for 1xx, 204 and
- * 304 the Content-Length. `status` 0: trailers. */
+/* Lowercases names, strips leading and trailing SP/HTAB from values
+ * (RFC 9113 §8.2.1 forbids them, RFC 9110 §5.5 makes them insignificant),
+ * drops connection-specific fields, and for 1xx, 204 and 304 the
+ * Content-Length. `status` 0: trailers. */
 void response_fields_normalize(Head *head, int status) noexcept;
+
+/* The first field whose name is not a token or whose value holds a
+ * control character other than HTAB (RFC 9110 §5.1, §5.5), or null: httpd's
+ * HTTP/1 header filter refuses to send such a response. */
+const std::pair<std::string, std::string> *response_invalid_field(const Head &head) noexcept;
 
 /* nghttp2 name/value pairs pointing into `head` (which must outlive them);
  * with ":status" first unless `trailers`. `status_buf` holds the digits. */

@@ -38,6 +38,11 @@ int cb_on_header(nghttp2_session *, const nghttp2_frame *frame, const uint8_t *n
     return of(ud)->on_header(frame, name, namelen, value, valuelen);
 }
 
+int cb_on_begin_frame(nghttp2_session *, const nghttp2_frame_hd *hd, void *ud) noexcept
+{
+    return of(ud)->on_begin_frame(hd);
+}
+
 int cb_on_frame_recv(nghttp2_session *, const nghttp2_frame *frame, void *ud) noexcept
 {
     return of(ud)->on_frame_recv(frame);
@@ -52,6 +57,12 @@ int cb_on_data_chunk_recv(nghttp2_session *, uint8_t flags, int32_t stream_id,
 int cb_on_frame_send(nghttp2_session *, const nghttp2_frame *frame, void *ud) noexcept
 {
     return of(ud)->on_frame_send(frame);
+}
+
+int cb_on_frame_not_send(nghttp2_session *, const nghttp2_frame *frame, int lib_error,
+                         void *ud) noexcept
+{
+    return of(ud)->on_frame_not_send(frame, lib_error);
 }
 
 int cb_on_stream_close(nghttp2_session *, int32_t stream_id, uint32_t error_code,
@@ -128,6 +139,7 @@ Session::Session(conn_rec *c1, server_rec *s, const char *protocol) noexcept
     padding_bits_ = std::min(std::max(cfg.padding_bits, 0), 8);
     max_header_block_ = cfg.max_header_block_len > 0 ? static_cast<std::size_t>(cfg.max_header_block_len)
                                                      : 64 * 1024;
+    max_stream_errors_ = static_cast<int>(std::max<apr_int64_t>(cfg.max_stream_errors, 0));
 }
 
 /* H2MaxDataFrameLen caps DATA payloads below the peer's
@@ -175,9 +187,11 @@ bool Session::init(request_rec *upgrade) noexcept
     }
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb_on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, cb_on_header);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, cb_on_begin_frame);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cb_on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cb_on_data_chunk_recv);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, cb_on_frame_send);
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, cb_on_frame_not_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb_on_stream_close);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, cb_on_invalid_frame_recv);
     nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, cb_data_read_length);
@@ -191,7 +205,14 @@ bool Session::init(request_rec *upgrade) noexcept
     /* Request bodies: the window opens as c2 reads, not as c1 receives
      * (DESIGN.md invariant 5). */
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+    /* H2MaxHeaderBlockLen bounds response heads too, as in mod_http2; a
+     * head over it is not sent and the stream is reset (on_frame_not_send). */
+    nghttp2_option_set_max_send_header_block_length(opt, max_header_block_);
+#ifdef HAVE_NGHTTP2_OPTION_SET_NO_RFC9113_LEADING_AND_TRAILING_WS_VALIDATION
+    /* As httpd over HTTP/1.1 and mod_http2: leading and trailing SP/HTAB in
+     * a request field value is not worth a reset; Request::add() strips it. */
+    nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(opt, 1);
+#endif
 #ifdef HAVE_NGHTTP2_OPTION_SET_MAX_CONTINUATIONS
     nghttp2_option_set_max_continuations(opt, 8);
 #endif
@@ -306,6 +327,33 @@ void Session::set_end(Stream *s, StreamEnd end, uint32_t code) noexcept
                   c1_->id, s->id, end_name(end), code);
 }
 
+/* RFC 9113 §5.1.1: a new stream's id must be larger than every id the
+ * client used before; "an unexpected stream identifier" is a connection
+ * error PROTOCOL_ERROR. nghttp2 ignores a HEADERS frame with a lower id of
+ * a stream it no longer knows, so the check is made here, as the frame
+ * begins. A HEADERS frame with END_STREAM on a stream that closed a moment
+ * ago may be the client's trailers crossing our RST_STREAM: ignored. */
+int Session::on_begin_frame(const nghttp2_frame_hd *hd) noexcept
+{
+    if (hd->type != NGHTTP2_HEADERS || hd->stream_id <= 0 || (hd->stream_id % 2) == 0
+        || hd->stream_id > nghttp2_session_get_last_proc_stream_id(ngh2_)
+        || find(hd->stream_id)) {
+        return 0;
+    }
+    if ((hd->flags & NGHTTP2_FLAG_END_STREAM)
+        && std::find(recently_closed_.begin(), recently_closed_.end(), hd->stream_id)
+               != recently_closed_.end()) {
+        return 0;
+    }
+    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10031)
+                  "h2x_session(%ld): HEADERS on stream %d, lower than stream %d already "
+                  "used: closing the connection (PROTOCOL_ERROR)", c1_->id, hd->stream_id,
+                  nghttp2_session_get_last_proc_stream_id(ngh2_));
+    goaway_sent_ = true;
+    nghttp2_session_terminate_session(ngh2_, NGHTTP2_PROTOCOL_ERROR);
+    return 0;
+}
+
 int Session::on_begin_headers(const nghttp2_frame *frame) noexcept
 {
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
@@ -335,12 +383,15 @@ int Session::on_header(const nghttp2_frame *frame, const uint8_t *name, size_t n
                        const uint8_t *value, size_t valuelen) noexcept
 {
     Stream *s = find(frame->hd.stream_id);
-    if (!s) {
+    if (!s || s->rst_submitted) {
         return 0;
     }
     if (s->scheduled) {
         /* RFC 9113 §8.1: a trailing header block; it reaches the handler
          * as r->trailers_in, with the end of the body. */
+        if (trailers_over_limits(s, namelen, valuelen)) {
+            return 0;
+        }
         std::string n(reinterpret_cast<const char *>(name), namelen);
         if (!n.empty() && n[0] != ':') {
             s->request_trailers.fields.emplace_back(
@@ -350,6 +401,14 @@ int Session::on_header(const nghttp2_frame *frame, const uint8_t *name, size_t n
     }
     s->request.add(server_, reinterpret_cast<const char *>(name), namelen,
                    reinterpret_cast<const char *>(value), valuelen);
+    if (s->request.reset_code) {
+        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10028)
+                      "h2x_stream(%ld-%d): request head over httpd's limits "
+                      "(LimitRequestLine %d, LimitRequestFieldSize %d): resetting",
+                      c1_->id, s->id, server_->limit_req_line, server_->limit_req_fieldsize);
+        reset(s, s->request.reset_code);
+        return 0;
+    }
     if (s->request.raw_bytes > max_header_block_ && !s->request.fail_status) {
         /* H2MaxHeaderBlockLen: too large a request head. */
         s->request.fail_status = HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
@@ -357,10 +416,32 @@ int Session::on_header(const nghttp2_frame *frame, const uint8_t *name, size_t n
     return 0;
 }
 
+/* Request trailers are bounded as the head is (H2MaxHeaderBlockLen,
+ * LimitRequestFields): an HPACK block that decodes to far more than it
+ * weighs must not grow the server. The request is under way, so the only
+ * answer is a reset; the handler sees the body end as aborted. */
+bool Session::trailers_over_limits(Stream *s, size_t namelen, size_t valuelen) noexcept
+{
+    s->request_trailer_bytes += namelen + valuelen + 4;
+    int fields = static_cast<int>(s->request_trailers.fields.size()) + 1;
+    if (s->request_trailer_bytes <= max_header_block_
+        && (server_->limit_req_fields <= 0 || fields <= server_->limit_req_fields)) {
+        return false;
+    }
+    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10030)
+                  "h2x_stream(%ld-%d): request trailers over H2MaxHeaderBlockLen %lu or "
+                  "LimitRequestFields %d: resetting", c1_->id, s->id,
+                  static_cast<unsigned long>(max_header_block_), server_->limit_req_fields);
+    s->request_trailers = Head();
+    abandon(s, AbortReason::PEER_RESET);
+    reset(s, NGHTTP2_ENHANCE_YOUR_CALM);
+    return true;
+}
+
 void Session::schedule(Stream *s) noexcept
 {
     Request &req = s->request;
-    req.finish(server_);
+    req.finish();
     s->out.reset(new Beam("out", stream_max_mem_));
     Mplx *mplx = mplx_.get();
     int32_t id = s->id;
@@ -402,7 +483,7 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
             apply(s, StreamEvent::RECV_END_STREAM);
         }
-        if (!s->scheduled && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        if (!s->scheduled && !s->rst_submitted && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
             s->request.end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
             schedule(s);
         }
@@ -458,6 +539,9 @@ int Session::on_data_chunk_recv(uint8_t, int32_t stream_id, const uint8_t *data,
 int Session::on_frame_send(const nghttp2_frame *frame) noexcept
 {
     trace_frame("sent", frame);
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        count_stream_error(frame->hd.stream_id, frame->rst_stream.error_code);
+    }
     Stream *s = frame->hd.stream_id ? find(frame->hd.stream_id) : nullptr;
     if (!s) {
         return 0;
@@ -492,6 +576,7 @@ int Session::on_stream_close(int32_t stream_id, uint32_t error_code) noexcept
     }
     s->closed = true;
     --open_streams_;
+    recently_closed_[recently_closed_next_++ % recently_closed_.size()] = stream_id;
     status_.stream_ended(stream_id);
     if (s->end == StreamEnd::NONE) {
         set_end(s, StreamEnd::CONNECTION_GONE, error_code);
@@ -569,6 +654,64 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
         return NGHTTP2_ERR_DEFERRED;
     }
     return static_cast<ssize_t>(n);
+}
+
+/* H2MaxStreamErrors: streams reset for what the client did wrong (a
+ * malformed request, a flow-control violation, frames after its own
+ * END_STREAM, refused fields) cost the server work the client can repeat
+ * at will. Past the limit the connection ends with GOAWAY(ENHANCE_YOUR_CALM)
+ * - the answer to "MadeYouReset" (CVE-2025-8671), where valid-looking frames
+ * make the server reset streams instead of the client. */
+void Session::count_stream_error(int32_t id, uint32_t code) noexcept
+{
+    switch (code) {
+    case NGHTTP2_PROTOCOL_ERROR:
+    case NGHTTP2_FLOW_CONTROL_ERROR:
+    case NGHTTP2_STREAM_CLOSED:
+    case NGHTTP2_FRAME_SIZE_ERROR:
+    case NGHTTP2_COMPRESSION_ERROR:
+    case NGHTTP2_ENHANCE_YOUR_CALM:
+        break;
+    default:
+        return;
+    }
+    ++stream_errors_;
+    if (max_stream_errors_ > 0 && stream_errors_ > max_stream_errors_ && !goaway_sent_) {
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c1_, H2XLOGNO(10029)
+                      "h2x_session(%ld): %d streams reset for client errors (last: stream "
+                      "%d, %s), more than H2MaxStreamErrors %d: closing the connection",
+                      c1_->id, stream_errors_, id, nghttp2_http2_strerror(code),
+                      max_stream_errors_);
+        goaway_sent_ = true;
+        nghttp2_session_terminate_session(ngh2_, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
+}
+
+/* nghttp2 refused to send a frame it had queued: a response head or
+ * trailers over H2MaxHeaderBlockLen, or with a field it cannot encode.
+ * nghttp2 leaves a server's stream open then; the stream must still end
+ * (DESIGN.md invariant 1), so it is reset and its work stopped. */
+int Session::on_frame_not_send(const nghttp2_frame *frame, int lib_error) noexcept
+{
+    Stream *s = frame->hd.stream_id ? find(frame->hd.stream_id) : nullptr;
+    if (!s || (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)) {
+        return 0;
+    }
+    std::size_t field_bytes = 0;
+    if (frame->hd.type == NGHTTP2_HEADERS) {
+        for (std::size_t i = 0; i < frame->headers.nvlen; ++i) {
+            field_bytes += frame->headers.nva[i].namelen + frame->headers.nva[i].valuelen;
+        }
+    }
+    ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c1_, H2XLOGNO(10026)
+                  "h2x_stream(%ld-%d): %s frame (%lu bytes of fields) could not be sent "
+                  "(%s; H2MaxHeaderBlockLen %lu): resetting the stream",
+                  c1_->id, s->id, frame_type_name(frame->hd.type),
+                  static_cast<unsigned long>(field_bytes), nghttp2_strerror(lib_error),
+                  static_cast<unsigned long>(max_header_block_));
+    abandon(s, AbortReason::HANDLER_ERROR);
+    reset(s, NGHTTP2_INTERNAL_ERROR);
+    return 0;
 }
 
 /* Writes a DATA frame announced with NGHTTP2_DATA_FLAG_NO_COPY: header,

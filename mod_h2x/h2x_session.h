@@ -14,6 +14,7 @@
 #define H2X_SESSION_H
 
 #include <cstdint>
+#include <array>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -56,10 +57,12 @@ class Session {
     int on_begin_headers(const nghttp2_frame *frame) noexcept;
     int on_header(const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
                   const uint8_t *value, size_t valuelen) noexcept;
+    int on_begin_frame(const nghttp2_frame_hd *hd) noexcept;
     int on_frame_recv(const nghttp2_frame *frame) noexcept;
     int on_data_chunk_recv(uint8_t flags, int32_t stream_id, const uint8_t *data,
                            size_t len) noexcept;
     int on_frame_send(const nghttp2_frame *frame) noexcept;
+    int on_frame_not_send(const nghttp2_frame *frame, int lib_error) noexcept;
     int on_stream_close(int32_t stream_id, uint32_t error_code) noexcept;
     ssize_t on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
                          uint32_t *data_flags) noexcept;
@@ -82,6 +85,8 @@ class Session {
     void abandon(Stream *s, AbortReason reason) noexcept;
     void trace_frame(const char *dir, const nghttp2_frame *frame) const noexcept;
     void stop_unread_body(Stream *s) noexcept;
+    void count_stream_error(int32_t id, uint32_t code) noexcept;
+    bool trailers_over_limits(Stream *s, size_t namelen, size_t valuelen) noexcept;
     void maybe_destroy(Stream *s) noexcept;
     bool read_input() noexcept;          /* false: connection gone */
     bool write_output() noexcept;        /* false: write failed */
@@ -113,6 +118,12 @@ class Session {
     apr_int64_t tls_warm_bytes_ = 0;    /* written since the last cool-down */
     apr_time_t last_write_ = 0;
     std::size_t max_header_block_ = 64 * 1024; /* H2MaxHeaderBlockLen */
+    int max_stream_errors_ = 8;     /* H2MaxStreamErrors, 0: no limit */
+    int stream_errors_ = 0;         /* streams reset for the client's faults */
+    /* The last streams that closed: a HEADERS frame on one of them may be
+     * trailers crossing our RST_STREAM, not a new stream. */
+    std::array<int32_t, 32> recently_closed_{};
+    std::size_t recently_closed_next_ = 0;
     SessionState state_ = SessionState::INIT;
     bool goaway_sent_ = false;
     bool settings_patched_ = false; /* see write_output() */

@@ -30,6 +30,7 @@ struct Stream {
     std::uint32_t end_code = 0;              /* c1: RST code, if any */
     Request request;                         /* c1 until scheduled, then read-only */
     Head request_trailers;                   /* c1: collected, then handed to `in` */
+    std::size_t request_trailer_bytes = 0;   /* c1: their size, bounded like a head */
     std::unique_ptr<Beam> in;                /* request body; null without one */
     std::unique_ptr<Beam> out;               /* response */
     std::unique_ptr<C2Task> task;            /* c2 processing */

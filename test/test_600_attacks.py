@@ -1,0 +1,187 @@
+"""Hostile clients (issue 10): each attack is bounded, the connection under
+attack is closed or the offending stream reset with the RFC 9113 code, and
+a well-behaved client on another connection is served throughout.
+
+- MadeYouReset (CVE-2025-8671): frames that make the *server* reset streams
+  (here WINDOW_UPDATE overflowing a stream's window) count against
+  H2MaxStreamErrors; past it, GOAWAY(ENHANCE_YOUR_CALM).
+- HPACK bombs: one large dynamic-table entry referenced thousands of times,
+  in request headers and in request trailers; the decoded size is bounded
+  by httpd's limits and H2MaxHeaderBlockLen, RSS stays flat.
+- A HEADERS frame opening a stream with a lower id than one already used:
+  connection error PROTOCOL_ERROR (RFC 9113 §5.1.1).
+"""
+
+import threading
+import time
+
+import pytest
+from hyperframe.frame import WindowUpdateFrame
+
+from core_helpers import TEST_HANDLER_CONF, httpd_pids, pattern_body, rss_kb
+from h2x.frames import ErrorCodes
+
+pytestmark = pytest.mark.h2
+
+MAX_STREAM_ERRORS = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _config(httpd):
+    httpd.reconfigure(extra_global=TEST_HANDLER_CONF)
+
+
+def _good_client_served(frame_client):
+    c = frame_client()
+    sid = c.request("GET", "/h2x/status?n=1000")
+    assert c.wait_stream_end(sid, timeout=10)
+    assert c.stream(sid).status == 200
+    assert c.stream(sid).body == pattern_body(1000)
+
+
+@pytest.mark.expect_log(r"H2X10029")
+def test_h2x_600_01_made_you_reset(httpd, frame_client):
+    """Each WINDOW_UPDATE that overflows a stream's window makes the server
+    reset that stream (FLOW_CONTROL_ERROR, RFC 9113 §6.9.1); after
+    H2MaxStreamErrors of them the connection ends with
+    GOAWAY(ENHANCE_YOUR_CALM)."""
+    c = frame_client()
+    resets = 0
+    for i in range(MAX_STREAM_ERRORS + 5):
+        sid = c.request("GET", "/h2x/delay?s=2&n=100")
+        c.send_frame(WindowUpdateFrame(sid, window_increment=0x7fffffff))
+        c.run(lambda cl: cl.stream(sid).ended or cl.goaway is not None, timeout=5)
+        s = c.stream(sid)
+        if s.ended_by == "RST_STREAM":
+            assert s.rst_code == ErrorCodes.FLOW_CONTROL_ERROR, s
+            resets += 1
+        if c.goaway is not None:
+            break
+    assert c.goaway is not None, f"no GOAWAY after {resets} provoked resets"
+    assert c.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM, c.goaway
+    assert resets == MAX_STREAM_ERRORS + 1
+    c.expect_open()
+    _good_client_served(frame_client)
+
+
+def test_h2x_600_02_stream_errors_limit_off(httpd, frame_client):
+    """H2MaxStreamErrors 0 turns the limit off: 20 provoked resets, no GOAWAY."""
+    httpd.reconfigure(extra_global=TEST_HANDLER_CONF + "\nH2MaxStreamErrors 0\n")
+    try:
+        c = frame_client()
+        for i in range(20):
+            sid = c.request("GET", "/h2x/delay?s=1&n=100")
+            c.send_frame(WindowUpdateFrame(sid, window_increment=0x7fffffff))
+            assert c.wait_stream_end(sid, timeout=5)
+            assert c.stream(sid).rst_code == ErrorCodes.FLOW_CONTROL_ERROR
+        assert c.goaway is None
+        sid = c.request("GET", "/h2x/status?n=10")
+        assert c.wait_stream_end(sid)
+        assert c.stream(sid).status == 200
+    finally:
+        httpd.reconfigure(extra_global=TEST_HANDLER_CONF)
+
+
+def _rss_during(httpd, fn):
+    pids = httpd_pids(httpd)
+    base = rss_kb(pids)
+    peak = [base]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_kb(httpd_pids(httpd)))
+            time.sleep(0.05)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        fn()
+    finally:
+        stop.set()
+        t.join()
+    return (peak[0] - base) / 1024
+
+
+def _bomb_fields(n=8000):
+    # The encoder indexes the first occurrence; each repetition is then a
+    # one-byte reference to a 4000-byte entry.
+    return [("x-bomb", "b" * 4000)] * n
+
+
+def test_h2x_600_03_hpack_bomb_headers(httpd, frame_client):
+    """8000 references to one 4000-byte entry (32 MB decoded from a block of
+    a few KB): answered 431 or reset, RSS growth small, others served."""
+    def attack():
+        for _ in range(5):
+            c = frame_client()
+            sid = c.request("GET", "/index.html", headers=_bomb_fields())
+            assert c.wait_stream_end(sid, timeout=10), c.stream(sid)
+            s = c.stream(sid)
+            assert s.status == 431 or s.ended_by == "RST_STREAM", s
+            c.close()
+    growth = _rss_during(httpd, attack)
+    assert growth < 20, f"RSS grew by {growth:.1f} MB"
+    _good_client_served(frame_client)
+
+
+def test_h2x_600_04_hpack_bomb_trailers(httpd, frame_client):
+    """The same bomb in request trailers: the stream is reset
+    (ENHANCE_YOUR_CALM), RSS growth small, the connection and others carry
+    on."""
+    def attack():
+        for _ in range(5):
+            c = frame_client()
+            sid = c.request("POST", "/h2x/echo?discard=1", body=b"t" * 100, end_stream=False)
+            c.send_headers(sid, _bomb_fields(), end_stream=True)
+            assert c.wait_stream_end(sid, timeout=10), c.stream(sid)
+            s = c.stream(sid)
+            assert s.ended_by == "RST_STREAM" and s.rst_code == ErrorCodes.ENHANCE_YOUR_CALM, s
+            other = c.request("GET", "/h2x/status?n=10")
+            assert c.wait_stream_end(other)
+            assert c.stream(other).status == 200
+            c.close()
+    growth = _rss_during(httpd, attack)
+    assert growth < 20, f"RSS grew by {growth:.1f} MB"
+    _good_client_served(frame_client)
+
+
+def test_h2x_600_05_trailers_within_limits(httpd, frame_client):
+    """Ordinary request trailers still arrive."""
+    c = frame_client()
+    sid = c.request("POST", "/h2x/echo?discard=1&trailers=1", body=b"t" * 100,
+                    end_stream=False)
+    c.send_headers(sid, [("x-t1", "a"), ("x-t2", "b" * 1000)], end_stream=True)
+    assert c.wait_stream_end(sid)
+    body = c.stream(sid).body.decode()
+    assert body.startswith("100\n") and "trailer.x-t1=a" in body
+
+
+@pytest.mark.parametrize("end_stream", [True, False])
+def test_h2x_600_06_lower_stream_id(httpd, frame_client, end_stream):
+    """HEADERS for stream 3 after stream 5 was used: GOAWAY(PROTOCOL_ERROR)
+    naming 5 as the last stream."""
+    c = frame_client()
+    first = c.request("GET", "/index.html", sid=5)
+    assert c.wait_stream_end(first)
+    low = c.request("GET", "/index.html", sid=3, end_stream=end_stream)
+    c.run(lambda cl: cl.goaway is not None, timeout=5)
+    assert c.goaway is not None and c.goaway.error_code == ErrorCodes.PROTOCOL_ERROR, c.goaway
+    assert c.goaway.last_stream_id == 5
+    c.expect_open(low)
+    _good_client_served(frame_client)
+
+
+def test_h2x_600_07_trailers_after_reset_ignored(httpd, frame_client):
+    """The client's trailers crossing the server's RST_STREAM(NO_ERROR) (an
+    unread body) are not a connection error."""
+    c = frame_client()
+    sid = c.request("POST", "/h2x/status?n=100", end_stream=False,
+                    headers=[("content-length", "1000")])
+    c.send_data(sid, b"x" * 10)
+    assert c.wait_stream_end(sid)
+    c.run(timeout=0.5)
+    c.send_headers(sid, [("x-late", "1")], end_stream=True)
+    other = c.request("GET", "/h2x/status?n=10")
+    assert c.wait_stream_end(other)
+    assert c.stream(other).status == 200
+    assert c.goaway is None
