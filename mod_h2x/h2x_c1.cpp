@@ -59,7 +59,7 @@ bool starts_with_preface(conn_rec *c) noexcept
 
 int c1_process_connection(conn_rec *c) noexcept
 {
-    if (c->master) {
+    if (c->master || !active()) {
         return DECLINED;
     }
     ConnCtx *ctx = conn_ctx(c);
@@ -135,7 +135,7 @@ int protocol_propose(conn_rec *c, request_rec *r, server_rec *s,
                      const apr_array_header_t *offers,
                      apr_array_header_t *proposals) noexcept
 {
-    if (c->master || std::strcmp(AP_PROTOCOL_HTTP1, ap_get_protocol(c))) {
+    if (c->master || !active() || std::strcmp(AP_PROTOCOL_HTTP1, ap_get_protocol(c))) {
         return DECLINED;
     }
     bool tls = ap_ssl_conn_is_ssl(c);
@@ -178,7 +178,7 @@ int protocol_propose(conn_rec *c, request_rec *r, server_rec *s,
 
 int protocol_switch(conn_rec *c, request_rec *r, server_rec *s, const char *protocol) noexcept
 {
-    if (c->master || (std::strcmp(protocol, "h2") && std::strcmp(protocol, "h2c"))) {
+    if (c->master || !active() || (std::strcmp(protocol, "h2") && std::strcmp(protocol, "h2c"))) {
         return DECLINED;
     }
     ConnCtx *ctx = conn_ctx_ensure(c);

@@ -23,6 +23,8 @@ namespace h2x {
 
 namespace {
 
+bool g_active = true; /* see active() */
+
 constexpr apr_int64_t INT_MAX64 = INT_MAX;
 
 /* ------------------------------------------------------------------ */
@@ -476,70 +478,97 @@ cmd_func fn(F f) noexcept
     return reinterpret_cast<cmd_func>(reinterpret_cast<void (*)()>(f));
 }
 
+/* Every handler goes through Handler<&f>::call. httpd hands a directive to
+ * each module that defines its name in turn, until one fails it. While
+ * mod_http2 is loaded too (!active()), mod_h2x declines them all: they are
+ * mod_http2's alone, and mod_h2x's stricter checks cannot fail a value
+ * that mod_http2 accepts. */
+template <typename Sig, Sig F>
+struct Handler;
+
+template <typename... Args, const char *(*F)(cmd_parms *, Args...) noexcept>
+struct Handler<const char *(*)(cmd_parms *, Args...) noexcept, F> {
+    static const char *call(cmd_parms *cmd, Args... args) noexcept
+    {
+        return active() ? F(cmd, args...) : DECLINE_CMD;
+    }
+};
+
+template <auto F>
+cmd_func handler() noexcept
+{
+    return fn(&Handler<decltype(F), F>::call);
+}
+
 void *spec(const void *p) noexcept { return const_cast<void *>(p); }
 
 } // namespace
 
 /* Contexts: as mod_http2 in httpd 2.4.71 (`apache2 -L` with it loaded). */
 const command_rec directives[] = {
-    AP_INIT_TAKE1("H2Direct", fn(set_flag), spec(&DIRECT), RSRC_CONF,
+    AP_INIT_TAKE1("H2Direct", handler<set_flag>(), spec(&DIRECT), RSRC_CONF,
                   "on to accept HTTP/2 prior knowledge (direct mode)"),
-    AP_INIT_TAKE1("H2Upgrade", fn(set_flag), spec(&UPGRADE), RSRC_CONF | OR_AUTHCFG,
+    AP_INIT_TAKE1("H2Upgrade", handler<set_flag>(), spec(&UPGRADE), RSRC_CONF | OR_AUTHCFG,
                   "on to allow HTTP/1.1 Upgrade to h2c"),
-    AP_INIT_TAKE1("H2MaxSessionStreams", fn(set_int), spec(&MAX_STREAMS), RSRC_CONF,
+    AP_INIT_TAKE1("H2MaxSessionStreams", handler<set_int>(), spec(&MAX_STREAMS), RSRC_CONF,
                   "maximum number of concurrent streams per connection"),
-    AP_INIT_TAKE1("H2WindowSize", fn(set_int), spec(&WINDOW_SIZE), RSRC_CONF,
+    AP_INIT_TAKE1("H2WindowSize", handler<set_int>(), spec(&WINDOW_SIZE), RSRC_CONF,
                   "initial flow-control window for client DATA, in bytes"),
-    AP_INIT_TAKE1("H2MinWorkers", fn(set_workers), spec(&MIN_WORKERS), RSRC_CONF,
+    AP_INIT_TAKE1("H2MinWorkers", handler<set_workers>(), spec(&MIN_WORKERS), RSRC_CONF,
                   "minimum number of HTTP/2 worker threads per child"),
-    AP_INIT_TAKE1("H2MaxWorkers", fn(set_workers), spec(&MAX_WORKERS), RSRC_CONF,
+    AP_INIT_TAKE1("H2MaxWorkers", handler<set_workers>(), spec(&MAX_WORKERS), RSRC_CONF,
                   "maximum number of HTTP/2 worker threads per child"),
-    AP_INIT_TAKE1("H2MaxWorkerIdleSeconds", fn(set_worker_idle), nullptr, RSRC_CONF,
+    AP_INIT_TAKE1("H2MaxWorkerIdleSeconds", handler<set_worker_idle>(), nullptr, RSRC_CONF,
                   "idle time after which a worker above the minimum exits"),
-    AP_INIT_TAKE1("H2StreamMaxMemSize", fn(set_int64), spec(&STREAM_MAX_MEM), RSRC_CONF,
+    AP_INIT_TAKE1("H2StreamMaxMemSize", handler<set_int64>(), spec(&STREAM_MAX_MEM), RSRC_CONF,
                   "maximum bytes of output buffered per stream"),
-    AP_INIT_TAKE1("H2SerializeHeaders", fn(set_obsolete_flag), nullptr, RSRC_CONF,
+    AP_INIT_TAKE1("H2SerializeHeaders", handler<set_obsolete_flag>(), nullptr, RSRC_CONF,
                   "obsolete, ignored"),
-    AP_INIT_TAKE1("H2SessionExtraFiles", fn(set_obsolete_number), nullptr, RSRC_CONF,
+    AP_INIT_TAKE1("H2SessionExtraFiles", handler<set_obsolete_number>(), nullptr, RSRC_CONF,
                   "obsolete, ignored"),
-    AP_INIT_TAKE1("H2ModernTLSOnly", fn(set_flag), spec(&MODERN_TLS), RSRC_CONF,
+    AP_INIT_TAKE1("H2ModernTLSOnly", handler<set_flag>(), spec(&MODERN_TLS), RSRC_CONF,
                   "off to drop the RFC 9113 TLS requirements"),
-    AP_INIT_TAKE1("H2TLSWarmUpSize", fn(set_int64), spec(&TLS_WARMUP), RSRC_CONF,
+    AP_INIT_TAKE1("H2TLSWarmUpSize", handler<set_int64>(), spec(&TLS_WARMUP), RSRC_CONF,
                   "bytes sent in small TLS records before using full-size ones"),
-    AP_INIT_TAKE1("H2TLSCoolDownSecs", fn(set_int), spec(&TLS_COOLDOWN), RSRC_CONF,
+    AP_INIT_TAKE1("H2TLSCoolDownSecs", handler<set_int>(), spec(&TLS_COOLDOWN), RSRC_CONF,
                   "idle seconds after which TLS records become small again"),
-    AP_INIT_TAKE1("H2Push", fn(set_flag), spec(&PUSH), RSRC_CONF | OR_AUTHCFG,
+    AP_INIT_TAKE1("H2Push", handler<set_flag>(), spec(&PUSH), RSRC_CONF | OR_AUTHCFG,
                   "off to disable HTTP/2 server push"),
-    AP_INIT_TAKE23("H2PushPriority", fn(add_push_priority), nullptr, RSRC_CONF,
+    AP_INIT_TAKE23("H2PushPriority", handler<add_push_priority>(), nullptr, RSRC_CONF,
                    "priority of pushed resources by content type"),
-    AP_INIT_TAKE1("H2PushDiarySize", fn(set_push_diary_size), nullptr, RSRC_CONF,
+    AP_INIT_TAKE1("H2PushDiarySize", handler<set_push_diary_size>(), nullptr, RSRC_CONF,
                   "number of pushed resources remembered per connection"),
-    AP_INIT_TAKE123("H2PushResource", fn(add_push_resource), nullptr, OR_FILEINFO | OR_AUTHCFG,
+    AP_INIT_TAKE123("H2PushResource", handler<add_push_resource>(), nullptr,
+                    OR_FILEINFO | OR_AUTHCFG,
                     "a resource to push with responses here"),
-    AP_INIT_TAKE1("H2CopyFiles", fn(set_flag), spec(&COPY_FILES), OR_FILEINFO,
+    AP_INIT_TAKE1("H2CopyFiles", handler<set_flag>(), spec(&COPY_FILES), OR_FILEINFO,
                   "on to copy file data instead of passing file handles"),
-    AP_INIT_TAKE1("H2EarlyHints", fn(set_flag), spec(&EARLY_HINTS), RSRC_CONF,
+    AP_INIT_TAKE1("H2EarlyHints", handler<set_flag>(), spec(&EARLY_HINTS), RSRC_CONF,
                   "on to send 103 Early Hints responses"),
-    AP_INIT_TAKE2("H2EarlyHint", fn(add_early_hint), nullptr, OR_FILEINFO | OR_AUTHCFG,
+    AP_INIT_TAKE2("H2EarlyHint", handler<add_early_hint>(), nullptr, OR_FILEINFO | OR_AUTHCFG,
                   "a header for the 103 Early Hints response"),
-    AP_INIT_TAKE1("H2Padding", fn(set_int), spec(&PADDING), RSRC_CONF,
+    AP_INIT_TAKE1("H2Padding", handler<set_int>(), spec(&PADDING), RSRC_CONF,
                   "bits of random padding added to frames (0..8)"),
-    AP_INIT_TAKE1("H2OutputBuffering", fn(set_flag), spec(&OUTPUT_BUFFERING), RSRC_CONF,
+    AP_INIT_TAKE1("H2OutputBuffering", handler<set_flag>(), spec(&OUTPUT_BUFFERING), RSRC_CONF,
                   "off to send response data as soon as it is produced"),
-    AP_INIT_TAKE1("H2StreamTimeout", fn(set_stream_timeout), nullptr, RSRC_CONF,
+    AP_INIT_TAKE1("H2StreamTimeout", handler<set_stream_timeout>(), nullptr, RSRC_CONF,
                   "IO timeout for streams, instead of Timeout"),
-    AP_INIT_TAKE1("H2MaxDataFrameLen", fn(set_int), spec(&MAX_DATA_FRAME), RSRC_CONF,
+    AP_INIT_TAKE1("H2MaxDataFrameLen", handler<set_int>(), spec(&MAX_DATA_FRAME), RSRC_CONF,
                   "maximum payload bytes per DATA frame, 0 for the frame size"),
-    AP_INIT_TAKE1("H2MaxHeaderBlockLen", fn(set_int), spec(&MAX_HEADER_BLOCK), RSRC_CONF,
+    AP_INIT_TAKE1("H2MaxHeaderBlockLen", handler<set_int>(), spec(&MAX_HEADER_BLOCK), RSRC_CONF,
                   "maximum bytes of a response header block, 0 for the default"),
-    AP_INIT_TAKE1("H2MaxStreamErrors", fn(set_int), spec(&MAX_STREAM_ERRORS), RSRC_CONF,
+    AP_INIT_TAKE1("H2MaxStreamErrors", handler<set_int>(), spec(&MAX_STREAM_ERRORS), RSRC_CONF,
                   "client-caused stream errors tolerated per connection"),
-    AP_INIT_TAKE1("H2ProxyRequests", fn(set_proxy_requests), nullptr, OR_FILEINFO,
+    AP_INIT_TAKE1("H2ProxyRequests", handler<set_proxy_requests>(), nullptr, OR_FILEINFO,
                   "on to accept forward proxy requests over HTTP/2"),
-    AP_INIT_TAKE1("H2WebSockets", fn(set_flag), spec(&WEBSOCKETS), RSRC_CONF,
+    AP_INIT_TAKE1("H2WebSockets", handler<set_flag>(), spec(&WEBSOCKETS), RSRC_CONF,
                   "on to allow WebSockets over HTTP/2 (RFC 8441)"),
     {nullptr},
 };
+
+bool active() noexcept { return g_active; }
+
+void set_active(bool on) noexcept { g_active = on; }
 
 void *create_server_config(apr_pool_t *p, server_rec *s)
 {

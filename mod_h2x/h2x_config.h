@@ -89,6 +89,15 @@ struct DirConfig {
     apr_array_header_t *early_hint_headers; /* EarlyHint */
 };
 
+/* False while mod_http2 is loaded too (set by pre_config for each reading
+ * of the configuration, before the directives are processed). mod_h2x then
+ * stays out of the way: it proposes and accepts no protocol, takes over no
+ * connection, registers no optional function, adds nothing to
+ * server-status, starts no workers, and passes every H2* directive on to
+ * mod_http2 (DECLINE_CMD), whichever of the two was loaded first. */
+bool active() noexcept;
+void set_active(bool on) noexcept;
+
 /* The directive table, for the module struct. */
 extern const command_rec directives[];
 

@@ -11,6 +11,7 @@
 
 #include "h2x_conn_ctx.h"
 
+#include "h2x_config.h"
 #include "h2x_workers.h"
 
 namespace h2x {
@@ -22,6 +23,9 @@ std::set<const SessionStatus *> g_sessions;
 
 int status_hook(request_rec *r, int flags) noexcept
 {
+    if (!active()) {
+        return OK;
+    }
     bool short_report = (flags & AP_STATUS_SHORT) != 0;
     Workers *w = Workers::get();
     Workers::Stats ws = w ? w->stats() : Workers::Stats{0, 0, 0, 0, 0};

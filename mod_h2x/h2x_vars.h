@@ -10,6 +10,8 @@
 
 namespace h2x {
 
+/* Called from pre_config, only while mod_h2x is active: with mod_http2
+ * loaded too, its registration of the same names stands. */
 void vars_register() noexcept;
 
 } // namespace h2x
