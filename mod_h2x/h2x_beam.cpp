@@ -65,7 +65,7 @@ SendResult Beam::send(std::vector<Head> *heads, const char *data, std::size_t le
 }
 
 SendResult Beam::send(std::vector<Head> *heads, std::string *body, Head *trailers, bool eos,
-                      apr_interval_time_t timeout) noexcept
+                      apr_interval_time_t timeout, bool flush) noexcept
 {
     std::size_t len = body ? body->size() : 0;
     std::unique_lock<std::mutex> lock(lock_);
@@ -98,10 +98,18 @@ SendResult Beam::send(std::vector<Head> *heads, std::string *body, Head *trailer
         wake = true;
     }
     if (len) {
-        wake = wake || buffered_ == 0;
+        /* Also when the buffer fills a frame: a receiver holding a short
+         * frame back sends it now. */
+        wake = wake || buffered_ == 0 || (buffered_ < FRAME_WORTH && buffered_ + len >= FRAME_WORTH);
         chunks_.push_back(std::move(*body));
         body->clear();
         buffered_ += len;
+        sent_total_ += len;
+    }
+    if (flush && flushed_upto_ != sent_total_) {
+        /* A receiver holding the unflushed bytes back sends them now. */
+        wake = wake || buffered_ > 0;
+        flushed_upto_ = sent_total_;
     }
     if (trailers) {
         if (has_trailers_) {
@@ -209,6 +217,7 @@ Beam::State Beam::state_locked() const noexcept
     st.buffered = buffered_;
     st.has_trailers = has_trailers_;
     st.received = received_;
+    st.flushed = flushed_upto_ == sent_total_;
     return st;
 }
 

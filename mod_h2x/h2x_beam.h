@@ -80,9 +80,11 @@ class Beam {
      * are buffered, for at most `timeout` (<= 0: never block). */
     SendResult send(std::vector<Head> *heads, const char *data, std::size_t len,
                     Head *trailers, bool eos, apr_interval_time_t timeout) noexcept;
-    /* The same, taking `body`'s bytes without copying (it is left empty). */
+    /* The same, taking `body`'s bytes without copying (it is left empty).
+     * `flush`: the handler flushed - every byte sent so far should leave
+     * now, not wait to be coalesced with more (State::flushed). */
     SendResult send(std::vector<Head> *heads, std::string *body, Head *trailers, bool eos,
-                    apr_interval_time_t timeout) noexcept;
+                    apr_interval_time_t timeout, bool flush = false) noexcept;
     /* The terminal state ABORTED. Either side may call it. */
     void abort(AbortReason reason) noexcept;
 
@@ -94,7 +96,11 @@ class Beam {
         std::size_t buffered = 0;   /* body bytes waiting */
         bool has_trailers = false;  /* trailers waiting */
         std::uint64_t received = 0; /* body bytes the receiver took, ever */
+        bool flushed = false;       /* every buffered byte was flushed by the sender */
     };
+    /* Buffered bytes that make a full DATA frame: the receiver is woken
+     * when the buffer reaches it, even if it holds data already. */
+    static constexpr std::size_t FRAME_WORTH = 16384;
     /* Take the queued heads and read the state in one locked step. */
     State take_heads(std::vector<Head> *heads) noexcept;
     /* Copy up to `max` body bytes out; `after` gets the state that follows. */
@@ -126,6 +132,8 @@ class Beam {
     BeamEnd end_ = BeamEnd::OPEN;       /* under lock_, written once */
     AbortReason reason_ = AbortReason::NONE; /* under lock_ */
     std::uint64_t received_ = 0;        /* under lock_ */
+    std::uint64_t sent_total_ = 0;      /* under lock_: body bytes ever sent */
+    std::uint64_t flushed_upto_ = 0;    /* under lock_: sent_total_ at the last flush */
     Notify notify_;                     /* set before the beam is shared */
 };
 

@@ -353,7 +353,8 @@ bool parse_interim(std::string *text, Head *head) noexcept
 
 /* Moves what is pending into the beam. Returns APR_SUCCESS, APR_TIMEUP or
  * APR_ECONNABORTED. */
-apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos) noexcept
+apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos,
+                          bool flush = false) noexcept
 {
     if (g_logio_out) {
         apr_off_t n = body_length(static_cast<apr_off_t>(ctx->pending->size()));
@@ -367,7 +368,8 @@ apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos
             g_logio_out(task->c2, n);
         }
     }
-    SendResult res = task->out->send(ctx->heads, ctx->pending, trailers, eos, task->timeout);
+    SendResult res = task->out->send(ctx->heads, ctx->pending, trailers, eos, task->timeout,
+                                     flush);
     ctx->pending->clear();
     ctx->pending->reserve(CHUNK_MAX);
     switch (res) {
@@ -441,6 +443,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
     Head trailers;
     bool has_trailers = false;
     bool push_now = false;
+    bool flushed = false; /* a FLUSH bucket: what the handler wrote leaves now */
 
     while (!APR_BRIGADE_EMPTY(bb) && rv == APR_SUCCESS) {
         apr_bucket *b = APR_BRIGADE_FIRST(bb);
@@ -512,6 +515,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         else if (APR_BUCKET_IS_FLUSH(b)) {
             apr_bucket_delete(b);
             push_now = true;
+            flushed = true;
         }
         else if (AP_BUCKET_IS_EOR(b)) {
             /* Deleting the EOR ends the request (and its pool, whose
@@ -611,7 +615,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
     }
     if (rv == APR_SUCCESS && (push_now || !ctx->pending->empty() || !ctx->heads->empty()
                               || has_trailers)) {
-        rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, false);
+        rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, false, flushed);
     }
     if (rv != APR_SUCCESS) {
         apr_brigade_cleanup(bb);

@@ -598,9 +598,12 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
         /* H2OutputBuffering: a frame shorter than it could be, with the end
          * not yet known, waits a moment for more data or the end, so that
          * END_STREAM can ride this DATA frame instead of a zero-length one
-         * (DESIGN.md invariant 4), and small writes travel together. */
+         * (DESIGN.md invariant 4), and small writes travel together. What
+         * the handler flushed (a FLUSH bucket: a CGI or a proxied backend
+         * pausing, a streaming handler) is never held. */
         Beam::State st = s->out->state();
-        if (st.end == BeamEnd::OPEN && st.buffered < length && !st.has_trailers) {
+        if (st.end == BeamEnd::OPEN && st.buffered < length && !st.has_trailers
+            && !st.flushed) {
             apr_time_t now = apr_time_now();
             if (!s->hold_until) {
                 s->hold_until = now + output_hold_;
