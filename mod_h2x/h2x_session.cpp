@@ -268,6 +268,7 @@ bool Session::init(request_rec *upgrade) noexcept
         Stream *s1 = st.get();
         streams_[1] = std::move(st);
         ++open_streams_;
+        ++streams_opened_;
         s1->state = StreamState::HALF_CLOSED_REMOTE;
         Request &req = s1->request;
         req.method = upgrade->method;
@@ -369,6 +370,7 @@ int Session::on_begin_headers(const nghttp2_frame *frame) noexcept
         nghttp2_submit_rst_stream(ngh2_, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
+    ++streams_opened_;
     auto st = std::make_unique<Stream>(id);
     st->request.request_time = apr_time_now();
     Stream *s = st.get();
@@ -510,10 +512,30 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
             abandon(s, AbortReason::PEER_RESET);
         }
         break;
+    case NGHTTP2_GOAWAY:
+        log_summary("client GOAWAY");
+        break;
     default:
         break;
     }
     return 0;
+}
+
+/* At LogLevel h2x:debug, one line per connection when it winds down, with
+ * the counters of mod_http2's session summary under its tag (AH03401)
+ * next to ours, so that log watchers written for mod_http2 keep working:
+ * remote.emitted = streams the client opened. */
+void Session::log_summary(const char *why) noexcept
+{
+    if (summary_logged_ || !ngh2_ || !APLOGcdebug(c1_)) {
+        return;
+    }
+    summary_logged_ = true;
+    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10032)
+                  "h2x_session(%ld): %s (mod_http2: AH03401: h2_session(%ld,%s): shutdown, "
+                  "remote.emitted=%d, remote.max_id=%d, stream errors=%d)", c1_->id, why,
+                  c1_->id, protocol_, streams_opened_,
+                  nghttp2_session_get_last_proc_stream_id(ngh2_), stream_errors_);
 }
 
 int Session::on_data_chunk_recv(uint8_t, int32_t stream_id, const uint8_t *data,
@@ -1247,6 +1269,7 @@ void Session::teardown() noexcept
         return;
     }
     state_ = SessionState::FINISHED;
+    log_summary("closed");
     /* Every stream still here ends now; workers stop at their next IO. */
     for (auto &kv : streams_) {
         Stream *s = kv.second.get();

@@ -86,6 +86,7 @@ class Session {
     void trace_frame(const char *dir, const nghttp2_frame *frame) const noexcept;
     void stop_unread_body(Stream *s) noexcept;
     void count_stream_error(int32_t id, uint32_t code) noexcept;
+    void log_summary(const char *why) noexcept;
     bool trailers_over_limits(Stream *s, size_t namelen, size_t valuelen) noexcept;
     void maybe_destroy(Stream *s) noexcept;
     bool read_input() noexcept;          /* false: connection gone */
@@ -120,6 +121,8 @@ class Session {
     std::size_t max_header_block_ = 64 * 1024; /* H2MaxHeaderBlockLen */
     int max_stream_errors_ = 8;     /* H2MaxStreamErrors, 0: no limit */
     int stream_errors_ = 0;         /* streams reset for the client's faults */
+    int streams_opened_ = 0;        /* streams the client opened */
+    bool summary_logged_ = false;
     /* The last streams that closed: a HEADERS frame on one of them may be
      * trailers crossing our RST_STREAM, not a new stream. */
     std::array<int32_t, 32> recently_closed_{};
