@@ -61,6 +61,7 @@ class C2Task : public Task {
     apr_off_t body_read = 0;             /* request body bytes handed out */
     apr_off_t content_length = -1;       /* from the final head, -1: none */
     apr_off_t body_bytes = 0;            /* body bytes after the final head */
+    apr_off_t bytes_out = 0;             /* heads, body and frame headers (%O) */
 
     /* The request is over (its EOR, or the c2 ended): give the output its
      * terminal state if it has none. Idempotent. */

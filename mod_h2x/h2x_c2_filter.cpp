@@ -247,26 +247,19 @@ apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         }
         Head head = make_head(r);
         if (const auto *bad = response_invalid_field(head)) {
-            /* As httpd's HTTP/1 header filter (check_headers): a field that
-             * cannot be sent turns the response into a 500, once. */
+            /* A field that cannot be sent: the stream is reset
+             * (INTERNAL_ERROR), as mod_http2 does on httpd 2.4, rather than
+             * sending what a client would have to reject. */
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, H2XLOGNO(10027)
                           "h2x_c2(%s): response field '%s' has invalid characters; "
-                          "answering 500", f->c->log_id, bad->first.c_str());
-            apr_table_clear(r->headers_out);
-            apr_table_clear(r->err_headers_out);
+                          "resetting the stream", f->c->log_id, bad->first.c_str());
+            C2Task *task = task_of(f->c);
+            if (task) {
+                task->out->abort(AbortReason::HANDLER_ERROR);
+            }
             apr_brigade_cleanup(bb);
-            bool again = false;
-            for (request_rec *rr = r; rr && !again; rr = rr->prev) {
-                again = apr_table_get(rr->notes, "h2x-invalid-field") != nullptr;
-            }
-            if (!again) {
-                apr_table_setn(r->notes, "h2x-invalid-field", "1");
-                ap_die(HTTP_INTERNAL_SERVER_ERROR, r);
-                return AP_FILTER_ERROR;
-            }
-            r->status = HTTP_INTERNAL_SERVER_ERROR;
-            head = make_head(r);
-            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(f->c->bucket_alloc));
+            f->c->aborted = 1;
+            return APR_ECONNABORTED;
         }
         ctx->header_only = r->header_only || response_is_header_only(head.status);
         APR_BRIGADE_INSERT_HEAD(bb, bucket_head_create(f->c->bucket_alloc, HeadKind::RESPONSE,
@@ -356,17 +349,16 @@ bool parse_interim(std::string *text, Head *head) noexcept
 apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos,
                           bool flush = false) noexcept
 {
-    if (g_logio_out) {
-        apr_off_t n = body_length(static_cast<apr_off_t>(ctx->pending->size()));
-        for (const Head &h : *ctx->heads) {
-            n += head_length(h);
-        }
-        if (trailers) {
-            n += head_length(*trailers);
-        }
-        if (n) {
-            g_logio_out(task->c2, n);
-        }
+    apr_off_t n = body_length(static_cast<apr_off_t>(ctx->pending->size()));
+    for (const Head &h : *ctx->heads) {
+        n += head_length(h);
+    }
+    if (trailers) {
+        n += head_length(*trailers);
+    }
+    task->bytes_out += n;
+    if (g_logio_out && n) {
+        g_logio_out(task->c2, n);
     }
     SendResult res = task->out->send(ctx->heads, ctx->pending, trailers, eos, task->timeout,
                                      flush);

@@ -32,8 +32,8 @@ apr_off_t response_content_length(const Head &head) noexcept;
 void response_fields_normalize(Head *head, int status) noexcept;
 
 /* The first field whose name is not a token or whose value holds a
- * control character other than HTAB (RFC 9110 §5.1, §5.5), or null: httpd's
- * HTTP/1 header filter refuses to send such a response. */
+ * control character other than HTAB (RFC 9110 §5.1, §5.5), or null: such
+ * a response is never sent. */
 const std::pair<std::string, std::string> *response_invalid_field(const Head &head) noexcept;
 
 /* nghttp2 name/value pairs pointing into `head` (which must outlive them);

@@ -515,6 +515,19 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
     case NGHTTP2_GOAWAY:
         log_summary("client GOAWAY");
         break;
+    case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !handshake_done_) {
+            /* The client's preface and first SETTINGS arrived: the
+             * connection's handshake is over. mod_reqtimeout's handshake
+             * and header stages guard it until here (a client that sends
+             * half a preface is cut off by them); from now on the streams
+             * have their own timeouts, and a read deadline meant for one
+             * HTTP/1.1 request must not end a long-lived HTTP/2 connection
+             * (mod_http2's test_105_03). */
+            handshake_done_ = true;
+            ap_remove_input_filter_byhandle(c1_->input_filters, "reqtimeout");
+        }
+        break;
     default:
         break;
     }

@@ -123,6 +123,7 @@ class Session {
     int stream_errors_ = 0;         /* streams reset for the client's faults */
     int streams_opened_ = 0;        /* streams the client opened */
     bool summary_logged_ = false;
+    bool handshake_done_ = false;   /* the client's first SETTINGS arrived */
     /* The last streams that closed: a HEADERS frame on one of them may be
      * trailers crossing our RST_STREAM, not a new stream. */
     std::array<int32_t, 32> recently_closed_{};

@@ -9,6 +9,7 @@
 #include <mod_status.h>
 #include <scoreboard.h>
 
+#include "h2x_c2.h"
 #include "h2x_conn_ctx.h"
 
 #include "h2x_config.h"
@@ -60,25 +61,34 @@ int status_hook(request_rec *r, int flags) noexcept
 }
 
 /* A stream's request counts in the scoreboard as an HTTP/1.1 request does
- * (server-status "Total Accesses" and "Total kBytes"): on c1's worker
- * record, since c2 has no slot of its own. Runs after mod_logio's own
- * transaction hook, so the count is this request's (head and body, both
- * ways). Several c2 of one connection finish at once: one lock keeps
- * their read-modify-write of the record apart. */
+ * (server-status "Total Accesses" and "Total kBytes"), on c1's worker
+ * record since c2 has no slot of its own: one access and the bytes the
+ * response put on the wire (%O). Several c2 of one connection finish at
+ * once: one lock keeps their read-modify-write of the record apart. */
 std::mutex g_score_lock;
 
 int count_c2_request(request_rec *r) noexcept
 {
     conn_rec *c2 = r->connection;
-    if (!ap_extended_status || !c2->master || !c2->master->sbh) {
+    if (!ap_extended_status || !c2->master || !c2->master->sbh || r->main) {
         return DECLINED;
     }
     ConnCtx *ctx = conn_ctx(c2);
     if (!ctx || !ctx->task) {
         return DECLINED;
     }
+    worker_score *ws = ap_get_scoreboard_worker(static_cast<ap_sb_handle_t *>(c2->master->sbh));
+    if (!ws) {
+        return DECLINED;
+    }
+    apr_off_t bytes = ctx->task->bytes_out;
     std::lock_guard<std::mutex> lock(g_score_lock);
-    ap_increment_counts(static_cast<ap_sb_handle_t *>(c2->master->sbh), r);
+    ws->access_count++;
+    ws->my_access_count++;
+    ws->conn_count++;
+    ws->bytes_served += bytes;
+    ws->my_bytes_served += bytes;
+    ws->conn_bytes += bytes;
     return DECLINED;
 }
 
@@ -125,8 +135,7 @@ void StatusEntry::stream_ended(std::int32_t id) noexcept
 void status_register_hooks() noexcept
 {
     APR_OPTIONAL_HOOK(ap, status_hook, status_hook, nullptr, nullptr, APR_HOOK_MIDDLE);
-    static const char *const after_logio[] = {"mod_logio.c", nullptr};
-    ap_hook_log_transaction(count_c2_request, after_logio, nullptr, APR_HOOK_LAST);
+    ap_hook_log_transaction(count_c2_request, nullptr, nullptr, APR_HOOK_LAST);
 }
 
 } // namespace h2x
