@@ -555,6 +555,10 @@ int Session::on_data_chunk_recv(uint8_t, int32_t stream_id, const uint8_t *data,
                                 size_t len) noexcept
 {
     Stream *s = find(stream_id);
+    if (s && s->stop_body_at) {
+        /* More of a body nobody reads: ask the client to stop. */
+        reset(s, NGHTTP2_NO_ERROR);
+    }
     if (s && s->in && !s->c2_done
         && s->in->send(nullptr, reinterpret_cast<const char *>(data), len, nullptr, false, 0)
                == SendResult::ACCEPTED) {
@@ -782,12 +786,20 @@ int Session::on_send_data(nghttp2_frame *frame, const uint8_t *framehd, size_t l
 
 /* RFC 9113 §8.1: a complete response may end a request whose body is
  * still coming with RST_STREAM(NO_ERROR), so the client stops sending it.
- * Only once the handler is done: it may still be reading. */
+ * Only once the handler is done (it may still be reading), and only when
+ * the client goes on sending (its next DATA frame) or has not ended the
+ * request within STOP_BODY_GRACE: a client about to end the request
+ * anyway - mod_proxy_http2 sends a body-less request's END_STREAM as an
+ * empty DATA frame right after the HEADERS - gets a clean close, and one
+ * that takes a reset together with the response does not lose the
+ * response body (mod_proxy_http2 drops it). */
+constexpr apr_interval_time_t STOP_BODY_GRACE = APR_USEC_PER_SEC;
+
 void Session::stop_unread_body(Stream *s) noexcept
 {
     if (s->end == StreamEnd::END_STREAM_SENT && s->state == StreamState::HALF_CLOSED_LOCAL
-        && (!s->scheduled || s->c2_done)) {
-        reset(s, NGHTTP2_NO_ERROR);
+        && (!s->scheduled || s->c2_done) && !s->stop_body_at) {
+        s->stop_body_at = apr_time_now();
     }
 }
 
@@ -1141,6 +1153,9 @@ void Session::check_blocked_output(apr_time_t now) noexcept
     int32_t conn_window = nghttp2_session_get_remote_window_size(ngh2_);
     for (auto &kv : streams_) {
         Stream *s = kv.second.get();
+        if (s->stop_body_at && !s->closed && now - s->stop_body_at >= STOP_BODY_GRACE) {
+            reset(s, NGHTTP2_NO_ERROR);
+        }
         if (s->closed || !s->response_submitted || s->rst_submitted || !s->out) {
             continue;
         }

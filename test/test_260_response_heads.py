@@ -158,6 +158,21 @@ def test_h2x_260_20_rst_no_error_only_after_end_stream(httpd, frame_client, path
         c.close()
 
 
+def test_h2x_260_21_get_via_proxy_http2_body_complete(httpd, frame_client):
+    """mod_proxy_http2 sends a body-less request's END_STREAM as an empty
+    DATA frame after the HEADERS; a backend that answered first must not
+    reset the stream before that arrives (mod_proxy_http2 then drops the
+    response body). 300 GETs through it, every body whole (mod_http2's
+    test_600_34)."""
+    c = frame_client(tls=True)
+    for i in range(300):
+        sid = c.request("GET", f"/px2/h2x/status?n=24&s=405&i={i}")
+        assert c.wait_stream_end(sid, timeout=10), c.stream(sid).frames_str()
+        s = c.stream(sid)
+        assert s.status == 405, (i, s.frames_str())
+        assert s.body == pattern_body(24), (i, s.frames_str())
+
+
 def _log_entry(httpd, request_line):
     for line in reversed(httpd.access_log_lines()):
         if f'"{request_line}"' in line:
