@@ -8,6 +8,8 @@ Httpd owns a directory under the session temp dir:
     <root>/htdocs/           a copy of test/htdocs (tests may add files)
     <root>/cgi-bin/          a copy of test/cgi-bin (kept executable)
     <root>/cache/            CacheRoot for mod_cache_disk
+    <root>/logs/sanitizers/  ASan/UBSan reports (asan.<pid>, ubsan.<pid>),
+                             only when env.sanitize (H2X_SANITIZE)
 
 It listens on two free loopback ports: `http_port` (HTTP/1.1, h2c upgrade,
 h2c prior knowledge) and `https_port` (TLS: h2 via ALPN and HTTP/1.1).
@@ -102,7 +104,13 @@ class Httpd:
         self._copy_tree(env.cgi_src, os.path.join(self.root, "cgi-bin"), executable=True)
         self.conf_path = os.path.join(self.root, "conf", "httpd.conf")
         self.http_port, self.https_port = free_ports(2)
-        self.log = logscan.LogScanner(self.error_log_path)
+        self.sanitizer_dir = None
+        if env.sanitize:
+            # Children run as www-data and must be able to create the files.
+            self.sanitizer_dir = os.path.join(self.root, "logs", "sanitizers")
+            os.makedirs(self.sanitizer_dir, exist_ok=True)
+            os.chmod(self.sanitizer_dir, 0o1777)
+        self.log = logscan.LogScanner(self.error_log_path, sanitizer_dir=self.sanitizer_dir)
         self._config_kw = None
         Httpd._live.add(self)
 
@@ -336,9 +344,47 @@ class Httpd:
         for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if var in os.environ:
                 env[var] = os.environ[var]
+        if self.env.sanitize:
+            env.update(self.sanitizer_environment())
         cmd = [self.env.apache2, "-d", self.root, "-f", conf or self.conf_path, *args]
         return subprocess.run(cmd, env=env, capture_output=True, text=True,
                               timeout=timeout)
+
+    def sanitizer_environment(self) -> dict:
+        """LD_PRELOAD and *SAN_OPTIONS for an httpd whose modules were built
+        with --enable-sanitizers (docs/sanitizers.md).  Reports go to files
+        in sanitizer_dir, which the log scan turns into test failures.
+        Options the caller set in ASAN_OPTIONS/UBSAN_OPTIONS come last and win."""
+        asan = ":".join([
+            f"log_path={self.sanitizer_dir}/asan",
+            "detect_leaks=0",            # httpd leaves its pools to the exit
+            "halt_on_error=0",           # report everything (-fsanitize-recover=address)
+            "abort_on_error=0",
+            "quarantine_size_mb=64",     # several children per server: keep memory modest
+            "detect_stack_use_after_return=0",
+            "handle_abort=1",
+            "print_summary=1",
+        ])
+        ubsan = ":".join([
+            f"log_path={self.sanitizer_dir}/ubsan",
+            "print_stacktrace=1",
+            "halt_on_error=0",
+        ])
+        user_asan = os.environ.get("ASAN_OPTIONS")
+        user_ubsan = os.environ.get("UBSAN_OPTIONS")
+        return {
+            "LD_PRELOAD": ":".join(self.env.sanitizer_runtimes()),
+            "ASAN_OPTIONS": asan + (f":{user_asan}" if user_asan else ""),
+            "UBSAN_OPTIONS": ubsan + (f":{user_ubsan}" if user_ubsan else ""),
+        }
+
+    def sanitizer_reports(self) -> List[str]:
+        """Paths of the sanitizer report files written so far (empty
+        without H2X_SANITIZE)."""
+        if not self.sanitizer_dir or not os.path.isdir(self.sanitizer_dir):
+            return []
+        return sorted(os.path.join(self.sanitizer_dir, f)
+                      for f in os.listdir(self.sanitizer_dir))
 
     def start(self, timeout: float = 10.0):
         """Start httpd and wait until both ports accept connections.

@@ -11,6 +11,10 @@ server count for that module's first test).  A line is a problem if it
 
 and matches neither BENIGN (below, always allowed) nor a pattern the test
 declared with `httpd.expect_log(regex)` or `@pytest.mark.expect_log(regex, ...)`.
+
+Under H2X_SANITIZE, every ASan/UBSan report file that appears in the
+server's sanitizer directory (or grows) is a problem too, always: no
+pattern makes a sanitizer report expected.
 """
 
 import os
@@ -40,6 +44,9 @@ CRASH = [
     r"terminate called",
     r"Assertion .* failed",
     r"AddressSanitizer",
+    r"LeakSanitizer",
+    r"UndefinedBehaviorSanitizer",
+    r"runtime error:",   # UBSan's report line when it writes to stderr
     r"stack smashing detected",
 ]
 
@@ -110,13 +117,24 @@ def is_problem(line: str, expectations: Optional[Expectations] = None,
     return not _BENIGN_RE.search(line)
 
 
-class LogScanner:
-    """Reads a log file incrementally; each scan() returns the new problems."""
+# Lines shown from each sanitizer report in a test failure.
+REPORT_LINES = 40
 
-    def __init__(self, path: str):
+
+class LogScanner:
+    """Reads a log file incrementally; each scan() returns the new problems.
+
+    With `sanitizer_dir`, also the report files ASan/UBSan write there
+    (log_path=<dir>/asan gives asan.<pid>): new content in any of them is
+    a problem, shown as the file name and the report's first lines.
+    """
+
+    def __init__(self, path: str, sanitizer_dir: Optional[str] = None):
         self.path = path
         self.offset = 0
         self.benign: Optional[Pattern] = None   # lines allowed for this server only
+        self.sanitizer_dir = sanitizer_dir
+        self._report_offsets = {}                # report file -> bytes already shown
 
     def set_benign(self, patterns: List[str]):
         """Allow lines matching any of `patterns` in this log (config-specific
@@ -135,20 +153,50 @@ class LogScanner:
             self.offset += end
         return data[:end].decode("utf-8", errors="replace").splitlines()
 
+    def _sanitizer_reports(self, consume: bool) -> List[str]:
+        if not self.sanitizer_dir:
+            return []
+        try:
+            names = sorted(os.listdir(self.sanitizer_dir))
+        except FileNotFoundError:
+            return []
+        problems = []
+        for name in names:
+            path = os.path.join(self.sanitizer_dir, name)
+            start = self._report_offsets.get(path, 0)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    data = f.read()
+            except OSError:
+                continue
+            if not data:
+                continue
+            if consume:
+                self._report_offsets[path] = start + len(data)
+            lines = data.decode("utf-8", errors="replace").splitlines()
+            shown = "\n    ".join(lines[:REPORT_LINES])
+            more = f"\n    ... ({len(lines) - REPORT_LINES} more lines)" \
+                if len(lines) > REPORT_LINES else ""
+            problems.append(f"sanitizer report {path}:\n    {shown}{more}")
+        return problems
+
     def scan(self) -> List[str]:
         """Consume the lines written since the last scan; return the problems."""
-        return [l for l in self._new_lines(consume=True) if is_problem(l, benign=self.benign)]
+        return [l for l in self._new_lines(consume=True) if is_problem(l, benign=self.benign)] \
+            + self._sanitizer_reports(consume=True)
 
     def peek(self) -> List[str]:
         """Like scan(), but the lines stay for the next scan()."""
-        return [l for l in self._new_lines(consume=False) if is_problem(l, benign=self.benign)]
+        return [l for l in self._new_lines(consume=False) if is_problem(l, benign=self.benign)] \
+            + self._sanitizer_reports(consume=False)
 
     def new_lines(self) -> List[str]:
         """All lines written since the last scan, without consuming them."""
         return self._new_lines(consume=False)
 
     def skip_to_end(self):
-        """Ignore everything written so far."""
+        """Ignore everything written so far (sanitizer reports excepted)."""
         try:
             self.offset = os.path.getsize(self.path)
         except FileNotFoundError:
