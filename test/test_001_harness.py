@@ -161,6 +161,10 @@ def test_h2x_001_16_logscan_sanitizer_reports(tmp_path):
     assert logscan.classify("mod_h2x/h2x_mplx.cpp:42:7: runtime error: "
                             "signed integer overflow") == "crash"
     assert logscan.classify("==1==ERROR: AddressSanitizer: SEGV on unknown address") == "crash"
+    # Frames are written as module+offset (symbolize=0) and resolved here;
+    # what addr2line cannot resolve stays as it was.
+    frame = "    #1 0x7f0000000001  (/nonexistent/mod.so+0x10)"
+    assert logscan.symbolize(frame) == frame
 
 
 def test_h2x_001_17_sanitize_mode_matches_build(env, httpd):

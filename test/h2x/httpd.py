@@ -364,11 +364,17 @@ class Httpd:
             "detect_stack_use_after_return=0",
             "handle_abort=1",
             "print_summary=1",
+            # Frames as module+offset; the log scan symbolizes them.  Spawning
+            # a symbolizer inside an httpd child is slow enough that another
+            # thread's crash (often the follow-up of the same bug) kills the
+            # process before the report's stacks are written.
+            "symbolize=0",
         ])
         ubsan = ":".join([
             f"log_path={self.sanitizer_dir}/ubsan",
             "print_stacktrace=1",
             "halt_on_error=0",
+            "symbolize=0",
         ])
         user_asan = os.environ.get("ASAN_OPTIONS")
         user_ubsan = os.environ.get("UBSAN_OPTIONS")

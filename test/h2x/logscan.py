@@ -19,7 +19,9 @@ pattern makes a sanitizer report expected.
 
 import os
 import re
-from typing import List, Optional, Pattern
+import shutil
+import subprocess
+from typing import Dict, List, Optional, Pattern
 
 # Lines that are allowed in every test.  Keep each with its reason.
 BENIGN = [
@@ -118,7 +120,48 @@ def is_problem(line: str, expectations: Optional[Expectations] = None,
 
 
 # Lines shown from each sanitizer report in a test failure.
-REPORT_LINES = 40
+REPORT_LINES = 60
+
+# A stack frame of a report written with symbolize=0:
+#     #3 0x7f1b95d768a1  (/path/mod_h2x.so+0x308a1)
+_FRAME_RE = re.compile(r"^(\s*#\d+ 0x[0-9a-f]+)\s+\((/[^+()]+)\+(0x[0-9a-f]+)\)\s*$")
+
+
+def symbolize(text: str) -> str:
+    """Turn a sanitizer report's `(module+0xoffset)` frames into
+    `in function file:line` with addr2line (binutils); frames it cannot
+    resolve stay as they are."""
+    lines = text.splitlines()
+    wanted: Dict[str, List[str]] = {}
+    for line in lines:
+        m = _FRAME_RE.match(line)
+        if m:
+            wanted.setdefault(m.group(2), []).append(m.group(3))
+    addr2line = shutil.which("addr2line")
+    if not wanted or not addr2line:
+        return text
+    resolved: Dict[tuple, str] = {}
+    for module, offsets in wanted.items():
+        offsets = sorted(set(offsets))
+        try:
+            out = subprocess.run([addr2line, "-f", "-C", "-e", module, *offsets],
+                                 capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        result = out.stdout.splitlines()
+        if out.returncode != 0 or len(result) != 2 * len(offsets):
+            continue
+        for i, off in enumerate(offsets):
+            func, where = result[2 * i], result[2 * i + 1]
+            if func != "??":
+                where = "" if where.startswith("??") else " " + where
+                resolved[(module, off)] = f"in {func}{where} ({os.path.basename(module)}+{off})"
+    out_lines = []
+    for line in lines:
+        m = _FRAME_RE.match(line)
+        sym = resolved.get((m.group(2), m.group(3))) if m else None
+        out_lines.append(f"{m.group(1)} {sym}" if sym else line)
+    return "\n".join(out_lines)
 
 
 class LogScanner:
@@ -174,7 +217,7 @@ class LogScanner:
                 continue
             if consume:
                 self._report_offsets[path] = start + len(data)
-            lines = data.decode("utf-8", errors="replace").splitlines()
+            lines = symbolize(data.decode("utf-8", errors="replace")).splitlines()
             shown = "\n    ".join(lines[:REPORT_LINES])
             more = f"\n    ... ({len(lines) - REPORT_LINES} more lines)" \
                 if len(lines) > REPORT_LINES else ""
