@@ -362,7 +362,13 @@ class Httpd:
             "abort_on_error=0",
             "quarantine_size_mb=64",     # several children per server: keep memory modest
             "detect_stack_use_after_return=0",
+            # httpd installs its own handlers for SIGSEGV, SIGBUS, SIGABRT,
+            # ... (core dumps); keep ASan's, which print the stack.
             "handle_abort=1",
+            "handle_sigbus=1",
+            "handle_sigfpe=1",
+            "handle_sigill=1",
+            "allow_user_segv_handler=0",
             "print_summary=1",
             # Frames as module+offset; the log scan symbolizes them.  Spawning
             # a symbolizer inside an httpd child is slow enough that another
