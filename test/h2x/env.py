@@ -24,7 +24,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from . import certs
 
@@ -143,6 +143,58 @@ class Env:
                 libs.append(path)
             self._sanitizer_runtimes = libs
         return self._sanitizer_runtimes
+
+    @staticmethod
+    def make_sanitizer_dir(parent: str) -> str:
+        """<parent>/sanitizers, writable for httpd children (www-data)."""
+        path = os.path.join(parent, "sanitizers")
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, 0o1777)
+        return path
+
+    def sanitizer_environment(self, log_dir: str) -> Dict[str, str]:
+        """Environment for an apache2 whose modules were built with
+        --enable-sanitizers (docs/sanitizers.md): the runtimes preloaded,
+        reports written to files in `log_dir` (asan.<pid>, ubsan.<pid>),
+        which the log scan turns into test failures.  Options the caller
+        set in ASAN_OPTIONS/UBSAN_OPTIONS come last and win.  Empty when
+        not self.sanitize."""
+        if not self.sanitize:
+            return {}
+        asan = ":".join([
+            f"log_path={log_dir}/asan",
+            "detect_leaks=0",            # httpd leaves its pools to the exit
+            "halt_on_error=0",           # report everything (-fsanitize-recover=address)
+            "abort_on_error=0",
+            "quarantine_size_mb=64",     # several children per server: keep memory modest
+            "detect_stack_use_after_return=0",
+            # httpd installs its own handlers for SIGSEGV, SIGBUS, SIGABRT,
+            # ... (core dumps); keep ASan's, which print the stack.
+            "handle_abort=1",
+            "handle_sigbus=1",
+            "handle_sigfpe=1",
+            "handle_sigill=1",
+            "allow_user_segv_handler=0",
+            "print_summary=1",
+            # Frames as module+offset; the log scan symbolizes them.  Spawning
+            # a symbolizer inside an httpd child is slow enough that another
+            # thread's crash (often the follow-up of the same bug) kills the
+            # process before the report's stacks are written.
+            "symbolize=0",
+        ])
+        ubsan = ":".join([
+            f"log_path={log_dir}/ubsan",
+            "print_stacktrace=1",
+            "halt_on_error=0",
+            "symbolize=0",
+        ])
+        user_asan = os.environ.get("ASAN_OPTIONS")
+        user_ubsan = os.environ.get("UBSAN_OPTIONS")
+        return {
+            "LD_PRELOAD": ":".join(self.sanitizer_runtimes()),
+            "ASAN_OPTIONS": asan + (f":{user_asan}" if user_asan else ""),
+            "UBSAN_OPTIONS": ubsan + (f":{user_ubsan}" if user_ubsan else ""),
+        }
 
     # -- session resources -------------------------------------------------
 

@@ -106,10 +106,7 @@ class Httpd:
         self.http_port, self.https_port = free_ports(2)
         self.sanitizer_dir = None
         if env.sanitize:
-            # Children run as www-data and must be able to create the files.
-            self.sanitizer_dir = os.path.join(self.root, "logs", "sanitizers")
-            os.makedirs(self.sanitizer_dir, exist_ok=True)
-            os.chmod(self.sanitizer_dir, 0o1777)
+            self.sanitizer_dir = env.make_sanitizer_dir(os.path.join(self.root, "logs"))
         self.log = logscan.LogScanner(self.error_log_path, sanitizer_dir=self.sanitizer_dir)
         self._config_kw = None
         Httpd._live.add(self)
@@ -351,44 +348,8 @@ class Httpd:
                               timeout=timeout)
 
     def sanitizer_environment(self) -> dict:
-        """LD_PRELOAD and *SAN_OPTIONS for an httpd whose modules were built
-        with --enable-sanitizers (docs/sanitizers.md).  Reports go to files
-        in sanitizer_dir, which the log scan turns into test failures.
-        Options the caller set in ASAN_OPTIONS/UBSAN_OPTIONS come last and win."""
-        asan = ":".join([
-            f"log_path={self.sanitizer_dir}/asan",
-            "detect_leaks=0",            # httpd leaves its pools to the exit
-            "halt_on_error=0",           # report everything (-fsanitize-recover=address)
-            "abort_on_error=0",
-            "quarantine_size_mb=64",     # several children per server: keep memory modest
-            "detect_stack_use_after_return=0",
-            # httpd installs its own handlers for SIGSEGV, SIGBUS, SIGABRT,
-            # ... (core dumps); keep ASan's, which print the stack.
-            "handle_abort=1",
-            "handle_sigbus=1",
-            "handle_sigfpe=1",
-            "handle_sigill=1",
-            "allow_user_segv_handler=0",
-            "print_summary=1",
-            # Frames as module+offset; the log scan symbolizes them.  Spawning
-            # a symbolizer inside an httpd child is slow enough that another
-            # thread's crash (often the follow-up of the same bug) kills the
-            # process before the report's stacks are written.
-            "symbolize=0",
-        ])
-        ubsan = ":".join([
-            f"log_path={self.sanitizer_dir}/ubsan",
-            "print_stacktrace=1",
-            "halt_on_error=0",
-            "symbolize=0",
-        ])
-        user_asan = os.environ.get("ASAN_OPTIONS")
-        user_ubsan = os.environ.get("UBSAN_OPTIONS")
-        return {
-            "LD_PRELOAD": ":".join(self.env.sanitizer_runtimes()),
-            "ASAN_OPTIONS": asan + (f":{user_asan}" if user_asan else ""),
-            "UBSAN_OPTIONS": ubsan + (f":{user_ubsan}" if user_ubsan else ""),
-        }
+        """LD_PRELOAD and *SAN_OPTIONS for this server (env.sanitizer_environment)."""
+        return self.env.sanitizer_environment(self.sanitizer_dir)
 
     def sanitizer_reports(self) -> List[str]:
         """Paths of the sanitizer report files written so far (empty
