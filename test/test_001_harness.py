@@ -161,6 +161,14 @@ def test_h2x_001_16_logscan_sanitizer_reports(tmp_path):
     assert logscan.classify("mod_h2x/h2x_mplx.cpp:42:7: runtime error: "
                             "signed integer overflow") == "crash"
     assert logscan.classify("==1==ERROR: AddressSanitizer: SEGV on unknown address") == "crash"
+    # UBSan writes to the error log: the report line and its frames.
+    with open(log, "a") as f:
+        f.write("h2x_mplx.cpp:42:7: runtime error: signed integer overflow\n"
+                "    #0 0x7f0000000001  (/nonexistent/mod.so+0x10)\n"
+                "[Mon Nov 30 00:00:00.000000 2026] [core:notice] [pid 1] next\n")
+    problems = scanner.scan()
+    assert len(problems) == 1 and "runtime error:" in problems[0] \
+        and "mod.so+0x10" in problems[0], problems
     # Frames are written as module+offset (symbolize=0) and resolved here;
     # what addr2line cannot resolve stays as it was.
     frame = "    #1 0x7f0000000001  (/nonexistent/mod.so+0x10)"

@@ -155,8 +155,8 @@ class Env:
     def sanitizer_environment(self, log_dir: str) -> Dict[str, str]:
         """Environment for an apache2 whose modules were built with
         --enable-sanitizers (docs/sanitizers.md): the runtimes preloaded,
-        reports written to files in `log_dir` (asan.<pid>, ubsan.<pid>),
-        which the log scan turns into test failures.  Options the caller
+        ASan reports written to files in `log_dir` (asan.<pid>), UBSan's to
+        the error log; the log scan turns both into test failures.  Options the caller
         set in ASAN_OPTIONS/UBSAN_OPTIONS come last and win.  Empty when
         not self.sanitize."""
         if not self.sanitize:
@@ -182,8 +182,11 @@ class Env:
             # process before the report's stacks are written.
             "symbolize=0",
         ])
+        # UBSan beside ASan ignores log_path (GCC 12's runtimes): its reports
+        # go to stderr, which is httpd's error log, where the scan finds
+        # "runtime error:" and the frames after it.
         ubsan = ":".join([
-            f"log_path={log_dir}/ubsan",
+            f"log_path={log_dir}/ubsan",     # honoured by a UBSan-only runtime
             "print_stacktrace=1",
             "halt_on_error=0",
             "symbolize=0",

@@ -12,9 +12,11 @@ server count for that module's first test).  A line is a problem if it
 and matches neither BENIGN (below, always allowed) nor a pattern the test
 declared with `httpd.expect_log(regex)` or `@pytest.mark.expect_log(regex, ...)`.
 
-Under H2X_SANITIZE, every ASan/UBSan report file that appears in the
-server's sanitizer directory (or grows) is a problem too, always: no
-pattern makes a sanitizer report expected.
+Under H2X_SANITIZE, every ASan report file that appears in the server's
+sanitizer directory (or grows) is a problem too, always: no pattern makes
+a sanitizer report expected.  UBSan reports (with ASan, GCC's UBSan runtime
+ignores log_path) go to httpd's stderr, the error log: their "runtime
+error:" line is a crash line, shown with the stack frames that follow it.
 """
 
 import os
@@ -124,7 +126,7 @@ REPORT_LINES = 60
 
 # A stack frame of a report written with symbolize=0:
 #     #3 0x7f1b95d768a1  (/path/mod_h2x.so+0x308a1)
-_FRAME_RE = re.compile(r"^(\s*#\d+ 0x[0-9a-f]+)\s+\((/[^+()]+)\+(0x[0-9a-f]+)\)\s*$")
+_FRAME_RE = re.compile(r"^(\s*#\d+ 0x[0-9a-f]+)\s+\(([^+()]+)\+(0x[0-9a-f]+)\)\s*$")
 
 
 def symbolize(text: str) -> str:
@@ -224,14 +226,32 @@ class LogScanner:
             problems.append(f"sanitizer report {path}:\n    {shown}{more}")
         return problems
 
+    def _problems(self, lines: List[str]) -> List[str]:
+        """The problem lines; a UBSan report in the log ("runtime error:",
+        written to httpd's stderr) comes with the stack frames after it."""
+        problems = []
+        for i, line in enumerate(lines):
+            if not is_problem(line, benign=self.benign):
+                continue
+            if "runtime error:" in line:
+                frames = []
+                for nxt in lines[i + 1:i + 1 + REPORT_LINES]:
+                    if not re.match(r"^\s+#\d+ ", nxt):
+                        break
+                    frames.append(nxt)
+                if frames:
+                    line += "\n" + symbolize("\n".join(frames))
+            problems.append(line)
+        return problems
+
     def scan(self) -> List[str]:
         """Consume the lines written since the last scan; return the problems."""
-        return [l for l in self._new_lines(consume=True) if is_problem(l, benign=self.benign)] \
+        return self._problems(self._new_lines(consume=True)) \
             + self._sanitizer_reports(consume=True)
 
     def peek(self) -> List[str]:
         """Like scan(), but the lines stay for the next scan()."""
-        return [l for l in self._new_lines(consume=False) if is_problem(l, benign=self.benign)] \
+        return self._problems(self._new_lines(consume=False)) \
             + self._sanitizer_reports(consume=False)
 
     def new_lines(self) -> List[str]:
