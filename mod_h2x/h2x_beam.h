@@ -14,11 +14,19 @@
  * the sender blocks (with an IO timeout) while the beam is full, until
  * half of it is drained.
  *
- * Every transition calls the `on_change` notifier after the lock is released;
- * the receiver re-reads the state under the lock (level-triggered, DESIGN.md
- * invariant 3), so a lost notification can delay but never lose an end.
+ * Every transition calls the notifier (set_notify()) after the lock is
+ * released; the receiver re-reads the state under the lock (level-triggered,
+ * DESIGN.md invariant 3), so a lost notification can delay but never lose
+ * an end.
  *
- * owner: the c1 Stream (std::unique_ptr); c2 borrows it until c2 is done.
+ * Lifetime (DESIGN.md invariant 9): the beam, and the Mplx its notifier
+ * points to, outlive every call a c2 makes on it, notifier included,
+ * because the c2's task holds its Mplx ticket until Mplx::c2_done() and c1
+ * frees the stream only after that (h2x_mplx.h). c1, the owner, calls it
+ * on its own thread.
+ *
+ * owner: the c1 Stream (std::unique_ptr); c2 borrows it until its task's
+ *        Mplx::c2_done().
  * thread: send side from one thread, receive side from another; all state
  *         under lock_.
  */

@@ -292,10 +292,21 @@ C2Task::C2Task(conn_rec *c1_, server_rec *s, Mplx *mplx_, std::int32_t id,
 
 void C2Task::run(apr_thread_t *thread) noexcept
 {
+    process(thread);
+    release();
+}
+
+void C2Task::dropped() noexcept
+{
+    out->abort(AbortReason::CONN_GONE);
+    release();
+}
+
+void C2Task::process(apr_thread_t *thread) noexcept
+{
     c2 = c2_create(c1, stream_id, thread);
     if (!c2) {
         out->abort(AbortReason::HANDLER_ERROR);
-        mplx->c2_done(stream_id);
         return;
     }
     ConnCtx *ctx = conn_ctx_ensure(c2);
@@ -305,15 +316,20 @@ void C2Task::run(apr_thread_t *thread) noexcept
     ap_process_connection(c2, g_dummy_socket);
     end_output();
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c2, "h2x_c2(%s): done", c2->log_id);
+    /* The c2 pool's cleanups (the request's, mod_cgid's, ...) run here,
+     * while the ticket still keeps the stream and the connection alive. */
     apr_pool_destroy(c2->pool);
     c2 = nullptr;
-    mplx->c2_done(stream_id);
 }
 
-void C2Task::dropped() noexcept
+/* DESIGN.md invariant 9: the one place the task lets go. Its fields are
+ * read before the call; inside c2_done() c1 may free this task, its
+ * stream and the Mplx, so nothing runs after it. */
+void C2Task::release() noexcept
 {
-    out->abort(AbortReason::CONN_GONE);
-    mplx->c2_done(stream_id);
+    Mplx *const m = mplx;
+    const std::int32_t id = stream_id;
+    m->c2_done(id);
 }
 
 /* DESIGN.md invariant 2: the output ends COMPLETE or ABORTED, never "closed". */

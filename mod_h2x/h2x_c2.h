@@ -12,10 +12,13 @@
  *     stalled past Timeout mid-body: ABORTED(INCOMPLETE), so c1 resets the
  *     stream (DESIGN.md invariant 2).
  *
- * owner: the c1 Stream (std::unique_ptr); the worker borrows it between
- *        Workers::submit() and Mplx::c2_done().
- * thread: constructed on c1; run() on a worker; the output-state fields
- *         below are c2-only.
+ * owner: the c1 Stream (std::unique_ptr); the worker borrows it, with the
+ *        stream's beams and request, while the task holds its Mplx ticket:
+ *        from Mplx::c1_task_started() (before Workers::submit()) until
+ *        release() gives it back in Mplx::c2_done(), the last thing run()
+ *        and dropped() do (DESIGN.md invariant 9, see h2x_mplx.h).
+ * thread: constructed on c1; run() on a worker; dropped() on whichever
+ *         thread cancels it; the output-state fields below are c2-only.
  */
 #ifndef H2X_C2_H
 #define H2X_C2_H
@@ -37,6 +40,7 @@ class C2Task : public Task {
     C2Task(conn_rec *c1, server_rec *s, Mplx *mplx, std::int32_t stream_id,
            const Request *request, Beam *in, Beam *out) noexcept;
 
+    /* Both end with release(): when they return, this task may be gone. */
     void run(apr_thread_t *thread) noexcept override;
     void dropped() noexcept override;
 
@@ -66,6 +70,10 @@ class C2Task : public Task {
     /* The request is over (its EOR, or the c2 ended): give the output its
      * terminal state if it has none. Idempotent. */
     void end_output() noexcept;
+
+  private:
+    void process(apr_thread_t *thread) noexcept; /* the c2's whole life */
+    void release() noexcept; /* Mplx::c2_done(): the task's last touch */
 };
 
 /* Registers c2 hooks and filters. */

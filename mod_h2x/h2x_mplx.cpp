@@ -30,36 +30,49 @@ Mplx::Mplx(conn_rec *c1, apr_pool_t *pool) noexcept : c1_(c1)
     }
 }
 
-Mplx::~Mplx() = default; /* the pollset lives in the c1 pool */
-
-void Mplx::signal(std::int32_t id) noexcept
+/* The pollset lives in the c1 pool. The owner joined every task before
+ * (Session::teardown()); a ticket still out here would be a worker about
+ * to touch freed memory, so wait for it rather than free (invariant 9). */
+Mplx::~Mplx()
 {
-    bool wake;
-    {
-        std::lock_guard<std::mutex> lock(lock_);
-        /* Only a c1 that sleeps (or is about to) needs the pipe: a busy one
-         * looks at pending_ before it sleeps. */
-        wake = c1_sleeping_ && pending_.empty() && done_.empty();
-        pending_.push_back(id);
+    std::unique_lock<std::mutex> lock(lock_);
+    if (running_ > 0) {
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c1_, H2XLOGNO(10060)
+                      "mplx(%ld): BUG: destroyed with %d c2 tasks running, waiting for them",
+                      c1_->id, running_);
+        H2X_BUG_ABORT();
+        done_cond_.wait(lock, [this] { return running_ <= 0; });
     }
-    if (wake) {
+}
+
+/* Only a c1 that sleeps (or is about to) needs the pipe: a busy one looks
+ * at pending_ and done_ before it sleeps. Under lock_, so that the pollset
+ * (c1 pool) cannot be gone while it is written (see h2x_mplx.h): the pipe
+ * is non-blocking and APR writes it once until the poll drains it. */
+void Mplx::wake_locked() noexcept
+{
+    if (c1_sleeping_ && pending_.empty() && done_.empty()) {
         apr_pollset_wakeup(pollset_);
     }
 }
 
+void Mplx::signal(std::int32_t id) noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    wake_locked();
+    pending_.push_back(id);
+}
+
 void Mplx::c2_done(std::int32_t id) noexcept
 {
-    bool wake;
-    {
-        std::lock_guard<std::mutex> lock(lock_);
-        wake = c1_sleeping_ && pending_.empty() && done_.empty();
-        done_.push_back(id);
-        --running_;
-        done_cond_.notify_all();
-    }
-    if (wake) {
-        apr_pollset_wakeup(pollset_);
-    }
+    std::lock_guard<std::mutex> lock(lock_);
+    wake_locked();
+    done_.push_back(id);
+    --running_;
+    /* Notified with lock_ held: c1_join_all() cannot return, and c1 cannot
+     * free this Mplx, before the lock_guard's unlock - the last thing this
+     * thread does with the connection. */
+    done_cond_.notify_all();
 }
 
 void Mplx::c1_task_started() noexcept

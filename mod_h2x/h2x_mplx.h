@@ -11,8 +11,27 @@
  * between c1's check and its sleep (DESIGN.md invariant 3), and news for a
  * busy c1 costs no pipe write.
  *
+ * Lifetime (DESIGN.md invariant 9): every c2 task holds a ticket, taken on
+ * c1 by c1_task_started() before the task is handed to the workers and
+ * given back by c2_done(), under lock_. While a task holds its ticket,
+ * nothing it may touch is freed: the Mplx, the Stream's beams, the C2Task
+ * and its Request. c2_done() is the worker's last touch of all of them, and
+ * it does everything - queue the id, drop the ticket, write the wake-up
+ * pipe, notify c1_join_all() - before it releases lock_; it reads nothing
+ * of the Mplx afterwards. The freeing side takes the same lock: c1 frees a
+ * Stream only after it took the stream's id from done_ (c1_take_pending(),
+ * under lock_) and frees the Mplx - and with it the c1 pool's pollset and
+ * wake-up pipe - only after c1_join_all() saw running_ == 0 under lock_
+ * (Session::teardown(); the destructor joins too, as a last resort, and
+ * logs that as a BUG). A mutex may be destroyed as soon as its last holder
+ * unlocked it, so the release itself is safe. signal() is called only by
+ * c1 or by a thread that holds a ticket (a c2 through its beam's notifier,
+ * or a task being dropped), so the Mplx outlives it; it too touches the
+ * pollset only under lock_.
+ *
  * owner: the c1 Session (std::unique_ptr), created in the c1 pool.
- * thread: signal()/c2_done() from any thread; everything c1_* on c1 only.
+ * thread: signal()/c2_done() from any thread holding a task's ticket (or
+ *         c1); everything c1_* on c1 only.
  */
 #ifndef H2X_MPLX_H
 #define H2X_MPLX_H
@@ -34,13 +53,15 @@ class Mplx {
     ~Mplx();
     bool ok() const noexcept { return pollset_ != nullptr; }
 
-    /* any thread: stream `id` has news for c1. */
+    /* c1, or a thread holding a task's ticket: stream `id` has news for c1. */
     void signal(std::int32_t id) noexcept;
-    /* c2 thread: the c2 of stream `id` has finished; after this call the
-     * worker touches nothing of the stream any more. */
+    /* The thread holding the ticket of stream `id`'s task (its worker, or
+     * whoever drops the task unrun): the task is over. Gives the ticket
+     * back; when this returns, c1 may already have freed the task, its
+     * stream and this Mplx, so the caller touches none of them again. */
     void c2_done(std::int32_t id) noexcept;
 
-    /* c1: a c2 task was handed to the workers. */
+    /* c1: a c2 task is about to be handed to the workers (takes its ticket). */
     void c1_task_started() noexcept;
     /* c1: ids with news since the last call (may hold duplicates). */
     void c1_take_pending(std::vector<std::int32_t> *ids,
@@ -48,19 +69,22 @@ class Mplx {
     /* c1: sleep until the socket is readable, news arrives, or `timeout`
      * passes. Returns true when the socket is readable. */
     bool c1_wait(apr_interval_time_t timeout) noexcept;
-    /* c1: block until every started c2 task has reported done. */
+    /* c1: block until every started c2 task has reported done; after it,
+     * no other thread touches this Mplx or a stream's task and beams. */
     void c1_join_all() noexcept;
     int c1_running() noexcept;
 
   private:
+    void wake_locked() noexcept; /* under lock_ */
+
     conn_rec *c1_;
     apr_pollset_t *pollset_ = nullptr;
     apr_pollfd_t sock_pfd_;
     std::mutex lock_;
-    std::condition_variable done_cond_;
+    std::condition_variable done_cond_;  /* running_ dropped; notified under lock_ */
     std::vector<std::int32_t> pending_; /* under lock_ */
     std::vector<std::int32_t> done_;    /* under lock_ */
-    int running_ = 0;                   /* under lock_: c2 tasks not yet done */
+    int running_ = 0;                   /* under lock_: tickets out (tasks not yet done) */
     bool c1_sleeping_ = false;          /* under lock_: c1 is in (or entering) poll */
 };
 

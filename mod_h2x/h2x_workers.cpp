@@ -104,7 +104,7 @@ void Workers::work(apr_thread_t *thread) noexcept
             task = me.task; /* submit() took us off waiting_ */
         }
         lock.unlock();
-        task->run(thread);
+        task->run(thread); /* `task` may be freed from here on */
         lock.lock();
     }
     --threads_;

@@ -28,7 +28,9 @@ namespace h2x {
 class Task {
   public:
     virtual ~Task() = default;
-    /* Runs on a worker thread. */
+    /* Runs on a worker thread. The task may be freed by its owner as
+     * soon as run() or dropped() reports it finished, so neither the pool
+     * nor the task itself touch it once that happened. */
     virtual void run(apr_thread_t *thread) noexcept = 0;
     /* Called instead of run() when the task is cancelled while queued,
      * or when the pool shuts down before it ran. */

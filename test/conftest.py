@@ -78,6 +78,7 @@ def pytest_report_header(config):
     return [f"h2x: module={env.module} ({env.module_so()}), "
             f"test module={'yes' if env.has_test_module else 'no'}, "
             f"mpm={config.getoption('mpm')}, apache2={env.apache2}, "
+            f"sanitizers={'ASan+UBSan (H2X_SANITIZE)' if env.sanitize else 'no'}, "
             f"session dir={env.session_dir}"]
 
 

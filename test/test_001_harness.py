@@ -137,6 +137,60 @@ def test_h2x_001_12_logscan_levels():
     assert not logscan.is_problem(_error_line("AH01909", "ssl:warn"), exp)
 
 
+def test_h2x_001_16_logscan_sanitizer_reports(tmp_path):
+    """H2X_SANITIZE: a sanitizer report file (or a report in the error log)
+    is a problem no expect_log pattern can excuse; each report once."""
+    log = tmp_path / "error_log"
+    log.write_text("")
+    reports = tmp_path / "sanitizers"
+    reports.mkdir()
+    scanner = logscan.LogScanner(str(log), sanitizer_dir=str(reports))
+    assert scanner.scan() == []
+    (reports / "asan.4711").write_text(
+        "==4711==ERROR: AddressSanitizer: heap-use-after-free on address 0x1\n")
+    exp = logscan.Expectations()
+    exp.add("AddressSanitizer")
+    problems = scanner.peek()
+    assert len(problems) == 1 and "asan.4711" in problems[0] \
+        and "heap-use-after-free" in problems[0], problems
+    assert len(scanner.scan()) == 1
+    assert scanner.scan() == []           # shown once
+    with open(reports / "asan.4711", "a") as f:
+        f.write("==4711==ERROR: AddressSanitizer: another one\n")
+    assert len(scanner.scan()) == 1       # the file grew: a new report
+    assert logscan.classify("mod_h2x/h2x_mplx.cpp:42:7: runtime error: "
+                            "signed integer overflow") == "crash"
+    assert logscan.classify("==1==ERROR: AddressSanitizer: SEGV on unknown address") == "crash"
+    # UBSan writes to the error log: the report line and its frames.
+    with open(log, "a") as f:
+        f.write("h2x_mplx.cpp:42:7: runtime error: signed integer overflow\n"
+                "    #0 0x7f0000000001  (/nonexistent/mod.so+0x10)\n"
+                "[Mon Nov 30 00:00:00.000000 2026] [core:notice] [pid 1] next\n")
+    problems = scanner.scan()
+    assert len(problems) == 1 and "runtime error:" in problems[0] \
+        and "mod.so+0x10" in problems[0], problems
+    # Frames are written as module+offset (symbolize=0) and resolved here;
+    # what addr2line cannot resolve stays as it was.
+    frame = "    #1 0x7f0000000001  (/nonexistent/mod.so+0x10)"
+    assert logscan.symbolize(frame) == frame
+
+
+def test_h2x_001_17_sanitize_mode_matches_build(env, httpd):
+    """A module built with --enable-sanitizers only loads with the runtimes
+    preloaded: the harness must be in sanitize mode for it (H2X_SANITIZE)."""
+    if env.module == "h2x" and env.is_sanitized(env.module_so()):
+        assert env.sanitize
+        assert httpd.sanitizer_dir and os.path.isdir(httpd.sanitizer_dir)
+    if env.sanitize:
+        preload = httpd.sanitizer_environment()["LD_PRELOAD"]
+        assert "libasan" in preload and "libubsan" in preload
+        pid = httpd.pid
+        with open(f"/proc/{pid}/maps") as f:
+            assert "libasan" in f.read()
+    else:
+        assert httpd.sanitizer_dir is None and httpd.sanitizer_reports() == []
+
+
 @pytest.mark.expect_log(r"H2X99902")
 def test_h2x_001_13_expect_log_marker(httpd):
     _append(httpd.error_log_path, _error_line("H2X99902"))

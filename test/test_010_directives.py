@@ -12,8 +12,11 @@ import os
 import re
 import socket
 import subprocess
+import tempfile
 
 import pytest
+
+from h2x import logscan
 
 APACHE = os.environ.get("APACHE2", "/usr/sbin/apache2")
 MODULES_DIR = os.environ.get("APACHE_MODULES_DIR", "/usr/lib/apache2/modules")
@@ -76,6 +79,28 @@ def module_built():
     assert os.path.isfile(APACHE), f"{APACHE} missing"
 
 
+# H2X_SANITIZE: apache2 runs with the sanitizer runtimes (docs/sanitizers.md).
+RUN_ENV = None
+
+
+@pytest.fixture(autouse=True)
+def sanitizers(env):
+    """Under H2X_SANITIZE, run apache2 with the runtimes preloaded and fail
+    on any sanitizer report it wrote."""
+    global RUN_ENV
+    if not env.sanitize:
+        yield
+        return
+    log_dir = env.make_sanitizer_dir(tempfile.mkdtemp(prefix="010-", dir=env.session_dir))
+    RUN_ENV = dict(os.environ, **env.sanitizer_environment(log_dir))
+    try:
+        yield
+    finally:
+        RUN_ENV = None
+    reports = logscan.LogScanner(os.devnull, sanitizer_dir=log_dir).scan()
+    assert not reports, "\n".join(reports)
+
+
 class Conf:
     """A minimal httpd.conf in tmp_path with mod_h2x loaded."""
 
@@ -100,7 +125,7 @@ class Conf:
         with open(self.path, "w") as f:
             f.write("\n".join(self.base + list(lines)) + "\n")
         p = subprocess.run([APACHE, *args, "-f", self.path], capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=60, env=RUN_ENV)
         return p.returncode, p.stdout + p.stderr
 
 

@@ -32,10 +32,12 @@ def _growth_kb(base: dict, now: dict) -> int:
 pytestmark = [pytest.mark.h2, pytest.mark.slow]
 
 
-def test_h2x_540_03_never_reading_client_static(httpd, frame_client):
+def test_h2x_540_03_never_reading_client_static(env, httpd, frame_client):
     """4 streams of the 1 GB static file; the client never opens its
     windows (64 KB for the connection).  The server may hold about
-    H2StreamMaxMemSize (64 KB) per stream; 1 MB per stream is allowed."""
+    H2StreamMaxMemSize (64 KB) per stream; 1 MB per stream is allowed
+    (16 MB under H2X_SANITIZE: ASan's shadow memory, redzones and
+    quarantine grow the RSS, still far below a mapped or copied file)."""
     _warm_up(httpd, frame_client)
     base = _rss_by_pid(httpd)
     n = 4
@@ -51,4 +53,5 @@ def test_h2x_540_03_never_reading_client_static(httpd, frame_client):
     print(f"never-reading static: {n} streams, RSS growth {growth_kb} kB")
     for s in sids:
         c.reset(s)
-    assert growth_kb < n * 1024, f"RSS grew by {growth_kb} kB for {n} streams"
+    per_stream_kb = 16 * 1024 if env.sanitize else 1024
+    assert growth_kb < n * per_stream_kb, f"RSS grew by {growth_kb} kB for {n} streams"

@@ -8,6 +8,8 @@ Httpd owns a directory under the session temp dir:
     <root>/htdocs/           a copy of test/htdocs (tests may add files)
     <root>/cgi-bin/          a copy of test/cgi-bin (kept executable)
     <root>/cache/            CacheRoot for mod_cache_disk
+    <root>/logs/sanitizers/  ASan/UBSan reports (asan.<pid>, ubsan.<pid>),
+                             only when env.sanitize (H2X_SANITIZE)
 
 It listens on two free loopback ports: `http_port` (HTTP/1.1, h2c upgrade,
 h2c prior knowledge) and `https_port` (TLS: h2 via ALPN and HTTP/1.1).
@@ -116,7 +118,10 @@ class Httpd:
         self._copy_tree(env.cgi_src, os.path.join(self.root, "cgi-bin"), executable=True)
         self.conf_path = os.path.join(self.root, "conf", "httpd.conf")
         self.http_port, self.https_port = free_ports(2)
-        self.log = logscan.LogScanner(self.error_log_path)
+        self.sanitizer_dir = None
+        if env.sanitize:
+            self.sanitizer_dir = env.make_sanitizer_dir(os.path.join(self.root, "logs"))
+        self.log = logscan.LogScanner(self.error_log_path, sanitizer_dir=self.sanitizer_dir)
         self._config_kw = None
         Httpd._live.add(self)
 
@@ -356,9 +361,23 @@ class Httpd:
         for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if var in os.environ:
                 env[var] = os.environ[var]
+        if self.env.sanitize:
+            env.update(self.sanitizer_environment())
         cmd = [self.env.apache2, "-d", self.root, "-f", conf or self.conf_path, *args]
         return subprocess.run(cmd, env=env, capture_output=True, text=True,
                               timeout=timeout)
+
+    def sanitizer_environment(self) -> dict:
+        """LD_PRELOAD and *SAN_OPTIONS for this server (env.sanitizer_environment)."""
+        return self.env.sanitizer_environment(self.sanitizer_dir)
+
+    def sanitizer_reports(self) -> List[str]:
+        """Paths of the sanitizer report files written so far (empty
+        without H2X_SANITIZE)."""
+        if not self.sanitizer_dir or not os.path.isdir(self.sanitizer_dir):
+            return []
+        return sorted(os.path.join(self.sanitizer_dir, f)
+                      for f in os.listdir(self.sanitizer_dir))
 
     def start(self, timeout: float = 10.0):
         """Start httpd and wait until both ports accept connections.

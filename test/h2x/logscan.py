@@ -11,11 +11,19 @@ server count for that module's first test).  A line is a problem if it
 
 and matches neither BENIGN (below, always allowed) nor a pattern the test
 declared with `httpd.expect_log(regex)` or `@pytest.mark.expect_log(regex, ...)`.
+
+Under H2X_SANITIZE, every ASan report file that appears in the server's
+sanitizer directory (or grows) is a problem too, always: no pattern makes
+a sanitizer report expected.  UBSan reports (with ASan, GCC's UBSan runtime
+ignores log_path) go to httpd's stderr, the error log: their "runtime
+error:" line is a crash line, shown with the stack frames that follow it.
 """
 
 import os
 import re
-from typing import List, Optional, Pattern
+import shutil
+import subprocess
+from typing import Dict, List, Optional, Pattern
 
 # Lines that are allowed in every test.  Keep each with its reason.
 BENIGN = [
@@ -40,6 +48,9 @@ CRASH = [
     r"terminate called",
     r"Assertion .* failed",
     r"AddressSanitizer",
+    r"LeakSanitizer",
+    r"UndefinedBehaviorSanitizer",
+    r"runtime error:",   # UBSan's report line when it writes to stderr
     r"stack smashing detected",
 ]
 
@@ -110,13 +121,65 @@ def is_problem(line: str, expectations: Optional[Expectations] = None,
     return not _BENIGN_RE.search(line)
 
 
-class LogScanner:
-    """Reads a log file incrementally; each scan() returns the new problems."""
+# Lines shown from each sanitizer report in a test failure.
+REPORT_LINES = 60
 
-    def __init__(self, path: str):
+# A stack frame of a report written with symbolize=0:
+#     #3 0x7f1b95d768a1  (/path/mod_h2x.so+0x308a1)
+_FRAME_RE = re.compile(r"^(\s*#\d+ 0x[0-9a-f]+)\s+\(([^+()]+)\+(0x[0-9a-f]+)\)\s*$")
+
+
+def symbolize(text: str) -> str:
+    """Turn a sanitizer report's `(module+0xoffset)` frames into
+    `in function file:line` with addr2line (binutils); frames it cannot
+    resolve stay as they are."""
+    lines = text.splitlines()
+    wanted: Dict[str, List[str]] = {}
+    for line in lines:
+        m = _FRAME_RE.match(line)
+        if m:
+            wanted.setdefault(m.group(2), []).append(m.group(3))
+    addr2line = shutil.which("addr2line")
+    if not wanted or not addr2line:
+        return text
+    resolved: Dict[tuple, str] = {}
+    for module, offsets in wanted.items():
+        offsets = sorted(set(offsets))
+        try:
+            out = subprocess.run([addr2line, "-f", "-C", "-e", module, *offsets],
+                                 capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        result = out.stdout.splitlines()
+        if out.returncode != 0 or len(result) != 2 * len(offsets):
+            continue
+        for i, off in enumerate(offsets):
+            func, where = result[2 * i], result[2 * i + 1]
+            if func != "??":
+                where = "" if where.startswith("??") else " " + where
+                resolved[(module, off)] = f"in {func}{where} ({os.path.basename(module)}+{off})"
+    out_lines = []
+    for line in lines:
+        m = _FRAME_RE.match(line)
+        sym = resolved.get((m.group(2), m.group(3))) if m else None
+        out_lines.append(f"{m.group(1)} {sym}" if sym else line)
+    return "\n".join(out_lines)
+
+
+class LogScanner:
+    """Reads a log file incrementally; each scan() returns the new problems.
+
+    With `sanitizer_dir`, also the report files ASan/UBSan write there
+    (log_path=<dir>/asan gives asan.<pid>): new content in any of them is
+    a problem, shown as the file name and the report's first lines.
+    """
+
+    def __init__(self, path: str, sanitizer_dir: Optional[str] = None):
         self.path = path
         self.offset = 0
         self.benign: Optional[Pattern] = None   # lines allowed for this server only
+        self.sanitizer_dir = sanitizer_dir
+        self._report_offsets = {}                # report file -> bytes already shown
 
     def set_benign(self, patterns: List[str]):
         """Allow lines matching any of `patterns` in this log (config-specific
@@ -135,20 +198,68 @@ class LogScanner:
             self.offset += end
         return data[:end].decode("utf-8", errors="replace").splitlines()
 
+    def _sanitizer_reports(self, consume: bool) -> List[str]:
+        if not self.sanitizer_dir:
+            return []
+        try:
+            names = sorted(os.listdir(self.sanitizer_dir))
+        except FileNotFoundError:
+            return []
+        problems = []
+        for name in names:
+            path = os.path.join(self.sanitizer_dir, name)
+            start = self._report_offsets.get(path, 0)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    data = f.read()
+            except OSError:
+                continue
+            if not data:
+                continue
+            if consume:
+                self._report_offsets[path] = start + len(data)
+            lines = symbolize(data.decode("utf-8", errors="replace")).splitlines()
+            shown = "\n    ".join(lines[:REPORT_LINES])
+            more = f"\n    ... ({len(lines) - REPORT_LINES} more lines)" \
+                if len(lines) > REPORT_LINES else ""
+            problems.append(f"sanitizer report {path}:\n    {shown}{more}")
+        return problems
+
+    def _problems(self, lines: List[str]) -> List[str]:
+        """The problem lines; a UBSan report in the log ("runtime error:",
+        written to httpd's stderr) comes with the stack frames after it."""
+        problems = []
+        for i, line in enumerate(lines):
+            if not is_problem(line, benign=self.benign):
+                continue
+            if "runtime error:" in line:
+                frames = []
+                for nxt in lines[i + 1:i + 1 + REPORT_LINES]:
+                    if not re.match(r"^\s+#\d+ ", nxt):
+                        break
+                    frames.append(nxt)
+                if frames:
+                    line += "\n" + symbolize("\n".join(frames))
+            problems.append(line)
+        return problems
+
     def scan(self) -> List[str]:
         """Consume the lines written since the last scan; return the problems."""
-        return [l for l in self._new_lines(consume=True) if is_problem(l, benign=self.benign)]
+        return self._problems(self._new_lines(consume=True)) \
+            + self._sanitizer_reports(consume=True)
 
     def peek(self) -> List[str]:
         """Like scan(), but the lines stay for the next scan()."""
-        return [l for l in self._new_lines(consume=False) if is_problem(l, benign=self.benign)]
+        return self._problems(self._new_lines(consume=False)) \
+            + self._sanitizer_reports(consume=False)
 
     def new_lines(self) -> List[str]:
         """All lines written since the last scan, without consuming them."""
         return self._new_lines(consume=False)
 
     def skip_to_end(self):
-        """Ignore everything written so far."""
+        """Ignore everything written so far (sanitizer reports excepted)."""
         try:
             self.offset = os.path.getsize(self.path)
         except FileNotFoundError:
