@@ -304,6 +304,12 @@ void C2Task::dropped() noexcept
 
 void C2Task::process(apr_thread_t *thread) noexcept
 {
+    if (out->state().end == BeamEnd::ABORTED) {
+        /* Reset by the client (or the connection gone) between queueing
+         * and now: no request processing, no CGI started for nobody
+         * (Rapid Reset, CVE-2023-44487). */
+        return;
+    }
     c2 = c2_create(c1, stream_id, thread);
     if (!c2) {
         out->abort(AbortReason::HANDLER_ERROR);
