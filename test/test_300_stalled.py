@@ -19,7 +19,7 @@ import pytest
 
 from h2x.frames import ErrorCodes
 
-TIMEOUT = 2          # httpd Timeout for this module
+TIMEOUT = 4          # httpd Timeout for this module (60 Python CGIs must start within it on 2 cores)
 SLACK = 3            # the stream must be reset within TIMEOUT + SLACK
 STALL_N = 100        # body bytes the CGI sends before it stalls
 STALL_S = 10         # how long the CGI then sleeps (well past TIMEOUT + SLACK)
