@@ -169,6 +169,19 @@ def test_h2x_001_16_logscan_sanitizer_reports(tmp_path):
     problems = scanner.scan()
     assert len(problems) == 1 and "runtime error:" in problems[0] \
         and "mod.so+0x10" in problems[0], problems
+    # httpd's own known reports (KNOWN_REPORTS) do not count, unless mod_h2x
+    # appears in them; the error log's DEADLYSIGNAL line defers to the file.
+    known = ("==1==ERROR: AddressSanitizer: SEGV on unknown address 0x7f0000000000 (pc 0x1 T0)\n"
+             "==1==The signal is caused by a READ memory access.\n"
+             "    #0 0x7f0000000001 in apr_os_sock_get (libapr-1.so.0+0x28180)\n"
+             "    #1 0x7f0000000002  (/usr/lib/apache2/modules/mod_mpm_event.so+0x606b)\n")
+    assert logscan.known_report(known)
+    assert not logscan.known_report(known + "    #2 0x3 in h2x::Mplx::c2_done(int)"
+                                            " (mod_h2x.so+0x10)\n")
+    (reports / "asan.4712").write_text(known)
+    with open(log, "a") as f:
+        f.write("AddressSanitizer:DEADLYSIGNAL\n")
+    assert scanner.scan() == []
     # Frames are written as module+offset (symbolize=0) and resolved here;
     # what addr2line cannot resolve stays as it was.
     frame = "    #1 0x7f0000000001  (/nonexistent/mod.so+0x10)"

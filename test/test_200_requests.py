@@ -239,6 +239,11 @@ def test_h2x_200_24_upload_100mb_bounded_memory(httpd, env):
     assert r.http_version == "2"
     assert r.status == 200 and r.body == f"{size}\n".encode(), r
     growth_mb = (max(samples + [base]) - base) / 1024
+    print(f"100 MB upload: httpd RSS grew by {growth_mb:.0f} MB")
+    if env.sanitize:
+        # Under ASan freed memory stays in its quarantine (64 MB per
+        # process, docs/sanitizers.md): the RSS says nothing about buffering.
+        return
     assert growth_mb < 100, f"httpd RSS grew by {growth_mb:.0f} MB (base {base} kB)"
 
 
