@@ -28,11 +28,14 @@ import fnmatch
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+
+# The project harness's free-port helper (test/h2x/ports.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from h2x.ports import free_ports  # noqa: E402
 
 DEBIAN_MODULE_DIR = "/usr/lib/apache2/modules"
 
@@ -42,21 +45,6 @@ class PlumbingError(Exception):
 
 
 # ---------------------------------------------------------------- ports
-
-def free_ports(n):
-    """n distinct ports the kernel hands out for port 0 on 127.0.0.1.
-    All sockets stay open until all ports are known, so they differ."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
 
 # ---------------------------------------------------------------- prepare
 
