@@ -120,12 +120,29 @@ DocumentRoot {r}/htdocs
         for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if var in os.environ:
                 env[var] = os.environ[var]
+        # A sanitizer build (H2X_SANITIZE) loads only with the runtimes
+        # preloaded; their reports go to a directory of this test.
+        env.update(self.env.sanitizer_environment(self.sanitizer_dir))
         return env
+
+    @property
+    def sanitizer_dir(self) -> str:
+        path = os.path.join(os.path.dirname(self.etc), "sanitizers")
+        os.makedirs(path, mode=0o777, exist_ok=True)
+        os.chmod(path, 0o777)
+        return path
+
+    def sanitizer_reports(self):
+        return [n for n in os.listdir(self.sanitizer_dir)
+                if os.path.getsize(os.path.join(self.sanitizer_dir, n)) > 0]
 
     def sh(self, command: str) -> subprocess.CompletedProcess:
         """Run an admin's shell command line (a2enmod, a2dismod, apache2ctl)."""
-        return subprocess.run(["sh", "-c", command], env=self._tool_env(), capture_output=True,
-                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+        p = subprocess.run(["sh", "-c", command], env=self._tool_env(), capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert not self.sanitizer_reports(), \
+            f"sanitizer reports in {self.sanitizer_dir}: {self.sanitizer_reports()}"
+        return p
 
     def enabled(self):
         """Names of the enabled modules of interest."""
