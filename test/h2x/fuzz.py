@@ -68,7 +68,7 @@ PRIO = 0x20
 MAX_SID = 0x7FFFFFFF
 MAX_WINDOW = 0x7FFFFFFF
 MAX_FRAME = 16384            # what the fuzzer assumes the server accepts
-UPLOAD_BUDGET = 40000        # DATA bytes per round, below the 65535 connection window
+UPLOAD_BUDGET = 200000       # DATA bytes per round in pre-built DATA frames
 
 _FLAG_NAMES = {
     DATA: {ES: "ES", PADDED: "PADDED"},
@@ -167,6 +167,9 @@ class Action:
     pause: float = 0.0                   # sleep (reading) before sending
     split: bool = False                  # send in small chunks with short sleeps
     close: bool = False                  # the client closes the socket here
+    upload: Optional[bytes] = None       # a body sent after the pieces, within the
+                                         # flow-control windows (FrameClient.send_data)
+    flow_exempt: bool = False            # DATA sent without waiting for window
 
     def lines(self) -> List[str]:
         out = []
@@ -404,7 +407,11 @@ class Generator:
 
     def pick_request(self) -> Tuple[str, str, Optional[bytes]]:
         r = self.rng
-        choice = r.choices(range(12), weights=[6, 2, 4, 2, 4, 3, 3, 2, 1, 1, 1, 1])[0]
+        choice = r.choices(range(13), weights=[6, 2, 4, 2, 4, 3, 3, 2, 1, 1, 1, 1, 2])[0]
+        if choice == 12:      # larger than the windows: sent by FrameClient.send_data
+            return "POST", r.choice(["/h2x/echo", "/h2x/echo?discard=1", "/h2x/echo?md5=1",
+                                     "/cgi-bin/echo.py?sha=1"]), \
+                b"UPLOAD" + r.randbytes(r.choice([70000, 200000, 600000]))
         if choice == 0:
             return "GET", r.choice(STATIC), None
         if choice == 1:
@@ -437,10 +444,11 @@ class Generator:
         if sid is None:
             return None
         method, path, body = self.pick_request()
+        upload = body is not None and body.startswith(b"UPLOAD")
         headers = self.pseudo(method, path) + self.extra_headers()
         if body is not None and r.random() < 0.5:
             headers.append(("content-length", str(len(body))))
-        trailers = body is not None and r.random() < 0.2
+        trailers = body is not None and not upload and r.random() < 0.2
         block = self.enc.encode(headers)
         prio = None
         if r.random() < 0.15:
@@ -454,8 +462,12 @@ class Generator:
                    self.header_frames(sid, block, end_on_headers, priority=prio, pad=pad),
                    opens=sid, checkable=not self.client_goaway)
         self._opened(sid, end_on_headers)
-        if end_on_headers:
+        if end_on_headers or upload:
             a.ends.append(sid)
+            a.upload = body
+            if upload:
+                self.client_open.remove(sid)
+                self.ended.append(sid)
             return a
         # The body: DATA frames, maybe zero-length ones, maybe later.
         dpad = r.choice([None] * 6 + [0, 100])
@@ -833,18 +845,20 @@ class Generator:
             self.budget -= n * MAX_FRAME
             return Action(f"{n} DATA frames of {MAX_FRAME} beyond the connection window",
                           [frame(DATA, 0, r.choice(self.opened[-1:] or [1]), b"z" * MAX_FRAME)]
-                          * n)
+                          * n, flow_exempt=True)
         if kind in ("ended", "ended-es"):
             if not self.ended:
                 return None
             sid = r.choice(self.ended)
             self.budget -= 10
             return Action(f"DATA on sid={sid} after the client's END_STREAM",
-                          [frame(DATA, ES if kind == "ended-es" else 0, sid, b"0123456789")])
+                          [frame(DATA, ES if kind == "ended-es" else 0, sid, b"0123456789")],
+                          flow_exempt=True)
         sid = {"idle": self.next_sid + 2 * r.randint(0, 3), "zero": 0,
                "even": 2 * r.randint(1, 20)}[kind]
         self.budget -= 10
-        return Action(f"DATA on {kind} sid={sid}", [frame(DATA, 0, sid, b"0123456789")])
+        return Action(f"DATA on {kind} sid={sid}", [frame(DATA, 0, sid, b"0123456789")],
+                      flow_exempt=True)
 
     def h_padding(self, fatal: bool = True):
         r = self.rng
@@ -1047,7 +1061,22 @@ class RoundRunner:
             c._read_once(0.2)
 
     def send_bytes(self, data: bytes, split: bool, rng: random.Random):
-        """Send, reading meanwhile (so neither side blocks on a full buffer)."""
+        """Send, reading meanwhile (so neither side blocks on a full buffer).
+
+        What FrameClient sends on its own while reading (SETTINGS and PING
+        ACKs, WINDOW_UPDATEs) waits until the action's bytes are out: it
+        must not land inside one of its frames."""
+        c = self.c
+        held: List[bytes] = []
+        c.send_raw = held.append
+        try:
+            self._send_bytes(data, split, rng)
+        finally:
+            del c.send_raw
+        if held and not c.closed:
+            c.send_raw(b"".join(held))
+
+    def _send_bytes(self, data: bytes, split: bool, rng: random.Random):
         c = self.c
         view = memoryview(data)
         pos = 0
@@ -1117,12 +1146,19 @@ class RoundRunner:
                 res.sent += 1
                 res.sent_at.append(time.monotonic())
                 break
+            if not a.flow_exempt:
+                self.wait_window(a, res)
             self.send_bytes(b"".join(a.pieces), a.split, send_rng)
             if c.closed:
                 break
+            self._apply(a)
+            if a.upload is not None and not self.upload(a, res):
+                a_ends = []
+            else:
+                a_ends = a.ends
             res.sent += 1
             res.sent_at.append(time.monotonic())
-            self._apply(a)
+            self._apply_ends(a, a_ends)
             self.pump(0)
         if not self.abrupt:
             self.drain()
@@ -1153,7 +1189,14 @@ class RoundRunner:
             self.opened[a.opens] = (a.name, a.checkable and not self.desynced)
         if a.desync:
             self.desynced = True
-        for sid in a.ends:
+        for sid, n in data_lengths(a.pieces).items():
+            c.conn_send_window -= n
+            if sid:
+                c._stream(sid).send_window -= n
+
+    def _apply_ends(self, a: Action, ends: List[int]):
+        c = self.c
+        for sid in ends:
             name, checkable = self.opened.get(sid, ("", False))
             if checkable and not self.desynced:
                 self.checked[sid] = name
@@ -1164,6 +1207,62 @@ class RoundRunner:
             if rec.ended_by is None:
                 c._set_end(rec, "CLIENT_RST")
             self.checked.pop(sid, None)
+
+    # -- flow control towards the server ------------------------------------------
+
+    def _stream_waits(self, sid: int) -> bool:
+        """True if the server should still open `sid`'s window for us."""
+        rec = self.c.streams.get(sid)
+        return rec is not None and rec.ended_by is None and \
+            not any(f.type == "RST_STREAM" for f in rec.frames)
+
+    def _stall(self, res: RoundResult, what: str, sid: Optional[int]):
+        """The server granted no window for stall_grace seconds: a failure
+        unless the connection is going away anyway."""
+        c = self.c
+        if c.closed or c.goaways or self.desynced:
+            return
+        if sid is not None and not self._stream_waits(sid):
+            return
+        rec = c.streams.get(sid) if sid else None
+        res.problems.append(
+            f"flow control: {what}: no window for {self.stall_grace:.0f} s (connection window "
+            f"{c.conn_send_window}" + (f", stream {sid} window {rec.send_window}: "
+                                        f"[{rec.frames_str()}]" if rec else "") + ")")
+
+    def wait_window(self, a: Action, res: RoundResult):
+        """Before DATA frames of a valid body: read until the windows take them."""
+        need = data_lengths(a.pieces)
+        if not need:
+            return
+        total = sum(need.values())
+        c = self.c
+
+        def blocked_on(cl) -> Optional[int]:
+            if cl.closed or cl.goaways:
+                return None
+            if cl.conn_send_window < total:
+                return 0
+            for sid, n in need.items():
+                if sid and self._stream_waits(sid) and cl.streams[sid].send_window < n:
+                    return sid
+            return None
+        if blocked_on(c) is None:
+            return
+        c.run(until=lambda cl: blocked_on(cl) is None, timeout=self.stall_grace)
+        sid = blocked_on(c)
+        if sid is not None:
+            self._stall(res, f"#{self.actions.index(a)} {a.name} ({total} bytes of DATA)",
+                        sid or None)
+
+    def upload(self, a: Action, res: RoundResult) -> bool:
+        """Send a.upload on a.opens within the windows; False if not all went."""
+        sid = a.opens
+        ok = self.c.send_data(sid, a.upload, end_stream=True, respect_window=True,
+                              timeout=self.stall_grace)
+        if not ok:
+            self._stall(res, f"upload of {len(a.upload)} bytes on stream {sid}", sid)
+        return ok
 
     def open_checked(self) -> List[int]:
         return [sid for sid in self.checked if self.c.streams[sid].ended_by is None
@@ -1262,6 +1361,17 @@ class RoundRunner:
                     ended = "RST_STREAM"
                 elif f.type in ("HEADERS", "DATA") and f.end_stream:
                     ended = "END_STREAM"
+
+
+def data_lengths(pieces: List[bytes]) -> Dict[int, int]:
+    """Flow-controlled bytes per stream in the well-formed DATA frames of
+    `pieces` (length field == payload, one frame per piece)."""
+    out: Dict[int, int] = {}
+    for p in pieces:
+        if len(p) >= 9 and p[3] == DATA and int.from_bytes(p[0:3], "big") == len(p) - 9:
+            sid = int.from_bytes(p[5:9], "big") & MAX_SID
+            out[sid] = out.get(sid, 0) + len(p) - 9
+    return out
 
 
 def _settings_items(payload: bytes):
