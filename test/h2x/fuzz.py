@@ -47,6 +47,7 @@ import select
 import socket
 import ssl
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -171,7 +172,7 @@ class Action:
                                          # flow-control windows (FrameClient.send_data)
     flow_exempt: bool = False            # DATA sent without waiting for window
 
-    def lines(self) -> List[str]:
+    def lines(self, limit: int = 24) -> List[str]:
         out = []
         prev, count = None, 0
         for p in self.pieces:
@@ -184,6 +185,8 @@ class Action:
             prev, count = d, 1
         if prev is not None:
             out.append(prev + (f"  (x{count})" if count > 1 else ""))
+        if len(out) > limit:
+            out = out[:limit - 2] + [f"... ({len(out) - limit + 1} more lines) ...", out[-1]]
         return out
 
     @property
@@ -358,6 +361,13 @@ class Generator:
                 a.split = True
             if r.random() < 0.1:
                 a.pause = r.choice([0.01, 0.05, 0.2, 0.5])
+            if a.upload is not None:
+                # Finish the other request bodies first: a client that waits
+                # for window on one stream while it still owes another
+                # stream's body can deadlock a server that works on one
+                # stream at a time (prefork) until Timeout.
+                actions.extend(self.pending)
+                self.pending = []
             actions.append(a)
         actions.extend(self.pending)     # every request body gets its end
         self.pending = []
@@ -1451,6 +1461,7 @@ class Stats:
     goaways: Dict[str, int] = field(default_factory=dict)
     resets: Dict[str, int] = field(default_factory=dict)
     checked: int = 0
+    restarts: int = 0
 
     def add(self, res: RoundResult):
         self.rounds += 1
@@ -1468,19 +1479,26 @@ class Stats:
     def __str__(self):
         return (f"{self.rounds} rounds, {self.actions} actions, {self.checked} streams checked; "
                 f"server GOAWAYs {dict(sorted(self.goaways.items()))}; "
-                f"RST_STREAMs {dict(sorted(self.resets.items()))}")
+                f"RST_STREAMs {dict(sorted(self.resets.items()))}"
+                + (f"; {self.restarts} graceful restarts" if self.restarts else ""))
 
 
 def fuzz(server, seed: int, seconds: float = 120.0, start_round: int = 0,
          only_round: Optional[int] = None, repeat: int = 1, max_rounds: Optional[int] = None,
          stall_grace: float = 15.0, out=print, verbose: bool = False,
-         module: str = "h2x") -> Tuple[Optional[str], Stats]:
+         module: str = "h2x", graceful: float = 0.0) -> Tuple[Optional[str], Stats]:
     """Run rounds against a started Httpd until `seconds` passed (or only
-    `only_round`, `repeat` times).  Returns (failure report or None, stats)."""
+    `only_round`, `repeat` times).  Returns (failure report or None, stats).
+
+    graceful > 0: a graceful restart (`apache2 -k graceful`) every that many
+    seconds, in the background, while rounds run (DESIGN.md invariant 8:
+    the GOAWAY(NO_ERROR) it causes names the last stream the server accepted,
+    and each of those streams must still end)."""
     stats = Stats()
     t_end = time.monotonic() + seconds
     scan_log(server)
     prev: Optional[RoundResult] = None
+    restarts = GracefulRestarts(server, graceful) if graceful > 0 else None
     rounds = [only_round] * repeat if only_round is not None else None
     i = 0
     while True:
@@ -1495,8 +1513,13 @@ def fuzz(server, seed: int, seconds: float = 120.0, start_round: int = 0,
         i += 1
         runner = RoundRunner("127.0.0.1", server.http_port, server.https_port, seed, index,
                              stall_grace=stall_grace)
+        t_round = time.monotonic()
         res = runner.run()
         stats.add(res)
+        if restarts is not None:
+            during = restarts.since(t_round)
+            if during:
+                res.note += f"; graceful restart during the round ({', '.join(during)})"
         c = res.client
         if c is not None and c.closed and not c.goaways:
             time.sleep(1.2)     # a dead child is logged by the parent's next check
@@ -1509,8 +1532,13 @@ def fuzz(server, seed: int, seconds: float = 120.0, start_round: int = 0,
             problems.append(f"httpd parent (pid file {server.pid_path}) is gone")
         else:
             bad = fresh_client_ok(server, tls=index % 2 == 0)
+            if bad and restarts is not None and restarts.since(t_round):
+                time.sleep(1.0)     # its connection may have met the restart's GOAWAY
+                bad = fresh_client_ok(server, tls=index % 2 == 0)
             if bad:
                 problems.append(bad)
+        if restarts is not None and restarts.errors:
+            problems.append("graceful restart failed: " + restarts.errors[0])
         if verbose:
             out(f"round {index}: {'h2' if res.tls else 'h2c'} {res.sent} actions, "
                 f"{len(res.checked)} checked, {res.duration:.1f}s; {res.note}")
@@ -1523,9 +1551,45 @@ def fuzz(server, seed: int, seconds: float = 120.0, start_round: int = 0,
                 report += ["", "previous round:", format_round(prev, module)]
             report += ["", "error log lines of the round (last 40):"]
             report += ["  " + l for l in lines[-40:]]
+            if restarts is not None:
+                restarts.stop()
             return "\n".join(report), stats
         prev = res
+    if restarts is not None:
+        restarts.stop()
+        stats.restarts = len(restarts.done)
     return None, stats
+
+
+class GracefulRestarts:
+    """A thread that restarts httpd gracefully every `every` seconds."""
+
+    def __init__(self, server, every: float):
+        self.server = server
+        self.every = every
+        self.done: List[Tuple[float, float]] = []   # (start, end) of each restart
+        self.errors: List[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="graceful", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            t0 = time.monotonic()
+            try:
+                self.server.graceful(timeout=60)
+            except Exception as e:     # noqa: BLE001 - reported by the fuzz loop
+                self.errors.append(f"{type(e).__name__}: {e}")
+                return
+            self.done.append((t0, time.monotonic()))
+
+    def since(self, t: float) -> List[str]:
+        """Restarts that ended after t, as 'N.Ns after the round started'."""
+        return [f"{a - t:+.1f}s" for a, b in list(self.done) if b >= t]
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=90)
 
 
 # -- command line -------------------------------------------------------------------
@@ -1541,6 +1605,8 @@ def main(argv=None) -> int:
     p.add_argument("--module", choices=("h2x", "http2"), default=None)
     p.add_argument("--mpm", choices=("event", "worker", "prefork"), default="event")
     p.add_argument("--stall-grace", type=float, default=15.0)
+    p.add_argument("--graceful", type=float, default=0.0, metavar="S",
+                   help="graceful restart every S seconds while fuzzing (default: never)")
     p.add_argument("--print-round", action="store_true",
                    help="with --round: print its frames and exit (no server)")
     p.add_argument("--verbose", "-v", action="store_true")
@@ -1580,7 +1646,7 @@ def main(argv=None) -> int:
                               only_round=args.round, repeat=args.repeat,
                               max_rounds=args.rounds, stall_grace=args.stall_grace,
                               out=lambda s: print(s, flush=True), verbose=args.verbose,
-                              module=env.module)
+                              module=env.module, graceful=args.graceful)
         print(f"fuzz: {stats}", flush=True)
     except KeyboardInterrupt:
         print("fuzz: interrupted", file=sys.stderr)
