@@ -27,16 +27,24 @@ A round fails when
   invariant 1).  Before giving up, the fuzzer opens the flow-control windows
   of such streams, so a response blocked by a SETTINGS_INITIAL_WINDOW_SIZE 0
   the fuzzer sent is not counted;
+- the server left a flow-control window closed for `stall_grace` seconds
+  while the client had request body to send on a stream neither ended nor
+  reset (uploads larger than the windows are part of the mix);
 - the server sent a frame that does not parse, a header block that does not
   decode, or HEADERS/DATA after it ended a stream (END_STREAM or
   RST_STREAM).
+
+With `graceful`, httpd is restarted gracefully every so many seconds while
+the rounds run; its GOAWAY(NO_ERROR) excuses only the streams above its
+last_stream_id (DESIGN.md invariant 8).
 
 A connection error (GOAWAY) in answer to garbage is fine, and so are stream
 errors, 4xx responses and error-log lines below the crash patterns.
 
 Command line (scripts/fuzz wraps it; run from test/ with /usr/bin/python3):
 
-    python3 -m h2x.fuzz [--seconds 120] [--seed N] [--round R] [--module h2x|http2]
+    python3 -m h2x.fuzz [--seconds 120] [--seed N] [--round R [--repeat K]]
+                        [--module h2x|http2] [--mpm M] [--graceful S]
 """
 
 import argparse
