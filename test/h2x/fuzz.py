@@ -176,6 +176,7 @@ class Action:
     pause: float = 0.0                   # sleep (reading) before sending
     split: bool = False                  # send in small chunks with short sleeps
     close: bool = False                  # the client closes the socket here
+    half_close: bool = False             # ... or only its sending side (then reads)
     upload: Optional[bytes] = None       # a body sent after the pieces, within the
                                          # flow-control windows (FrameClient.send_data)
     flow_exempt: bool = False            # DATA sent without waiting for window
@@ -381,8 +382,10 @@ class Generator:
         self.pending = []
         if r.random() < 0.15:
             # Tear down with streams in flight: no drain, no invariant 1 check.
-            actions.append(Action("client closes the connection", close=True,
-                                  pause=r.choice([0, 0, 0.01, 0.1, 0.3])))
+            half = r.random() < 0.3
+            actions.append(Action("client shuts down its sending side" if half
+                                  else "client closes the connection", close=True,
+                                  half_close=half, pause=r.choice([0, 0, 0.01, 0.1, 0.3])))
         return actions
 
     # -- valid ------------------------------------------------------------------
@@ -466,6 +469,8 @@ class Generator:
         headers = self.pseudo(method, path) + self.extra_headers()
         if body is not None and r.random() < 0.5:
             headers.append(("content-length", str(len(body))))
+        if body is not None and r.random() < 0.1:
+            headers.append(("expect", "100-continue"))    # the body follows anyway
         trailers = body is not None and not upload and r.random() < 0.2
         block = self.enc.encode(headers)
         prio = None
@@ -1160,6 +1165,9 @@ class RoundRunner:
                 self.pump(a.pause)
             if a.close:
                 self.abrupt = True
+                if a.half_close:
+                    c.shutdown_write()
+                    c.run(lambda cl: cl.closed, timeout=5.0)
                 c.close()
                 res.sent += 1
                 res.sent_at.append(time.monotonic())
