@@ -1423,7 +1423,19 @@ def scan_log(server) -> Tuple[List[str], List[str]]:
 
 
 def fresh_client_ok(server, tls: bool, timeout: float = 5.0) -> Optional[str]:
-    """None if a well-behaved client gets GET /index.html within `timeout`."""
+    """None if a well-behaved client gets GET /index.html within `timeout`.
+
+    A request the server refused (above a GOAWAY's last_stream_id, as in a
+    graceful restart, or RST_STREAM(REFUSED_STREAM)) is retried on a new
+    connection, as a client would, up to twice."""
+    for _ in range(2):
+        problem, refused = _fresh_get(server, tls, timeout)
+        if not refused:
+            return problem
+    return _fresh_get(server, tls, timeout)[0]
+
+
+def _fresh_get(server, tls: bool, timeout: float) -> Tuple[Optional[str], bool]:
     t0 = time.monotonic()
     c = FrameClient.for_httpd(server, tls=tls, timeout=timeout)
     try:
@@ -1431,13 +1443,16 @@ def fresh_client_ok(server, tls: bool, timeout: float = 5.0) -> Optional[str]:
         sid = c.request("GET", "/index.html")
         ok = c.wait_stream_end(sid, timeout=max(0.1, timeout - (time.monotonic() - t0)))
         rec = c.stream(sid)
+        refused = rec.ended_by == "GOAWAY" or rec.rst_code == 7     # REFUSED_STREAM
         if not ok or rec.ended_by != "END_STREAM" or rec.status != 200:
+            goaway = f", GOAWAY {c.goaway.error_name}(last={c.goaway.last_stream_id})" \
+                if c.goaway else ""
             return (f"fresh {'h2' if tls else 'h2c'} client: GET /index.html not answered "
                     f"within {timeout:.0f} s: {rec!r}, connection "
-                    f"{c.close_reason or 'open'}")
-        return None
+                    f"{c.close_reason or 'open'}{goaway}"), refused
+        return None, False
     except (OSError, ConnectionError) as e:
-        return f"fresh {'h2' if tls else 'h2c'} client: {type(e).__name__}: {e}"
+        return f"fresh {'h2' if tls else 'h2c'} client: {type(e).__name__}: {e}", False
     finally:
         c.close()
 
@@ -1548,9 +1563,6 @@ def fuzz(server, seed: int, seconds: float = 120.0, start_round: int = 0,
             problems.append(f"httpd parent (pid file {server.pid_path}) is gone")
         else:
             bad = fresh_client_ok(server, tls=index % 2 == 0)
-            if bad and restarts is not None and restarts.since(t_round):
-                time.sleep(1.0)     # its connection may have met the restart's GOAWAY
-                bad = fresh_client_ok(server, tls=index % 2 == 0)
             if bad:
                 problems.append(bad)
         if restarts is not None and restarts.errors:
@@ -1585,23 +1597,30 @@ class GracefulRestarts:
         self.every = every
         self.done: List[Tuple[float, float]] = []   # (start, end) of each restart
         self.errors: List[str] = []
+        self.current: Optional[float] = None       # start of a restart in progress
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="graceful", daemon=True)
         self._thread.start()
 
     def _run(self):
         while not self._stop.wait(self.every):
-            t0 = time.monotonic()
+            t0 = self.current = time.monotonic()
             try:
                 self.server.graceful(timeout=60)
             except Exception as e:     # noqa: BLE001 - reported by the fuzz loop
                 self.errors.append(f"{type(e).__name__}: {e}")
                 return
             self.done.append((t0, time.monotonic()))
+            self.current = None
 
     def since(self, t: float) -> List[str]:
-        """Restarts that ended after t, as 'N.Ns after the round started'."""
-        return [f"{a - t:+.1f}s" for a, b in list(self.done) if b >= t]
+        """Restarts that ended after t or are running, as start times
+        relative to t ('+1.2s')."""
+        out = [f"{a - t:+.1f}s" for a, b in list(self.done) if b >= t]
+        current = self.current
+        if current is not None:
+            out.append(f"{current - t:+.1f}s, still running")
+        return out
 
     def stop(self):
         self._stop.set()
