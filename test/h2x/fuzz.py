@@ -77,6 +77,15 @@ PRIO = 0x20
 MAX_SID = 0x7FFFFFFF
 MAX_WINDOW = 0x7FFFFFFF
 MAX_FRAME = 16384            # what the fuzzer assumes the server accepts
+
+# Send header blocks of several frames (HEADERS + CONTINUATION) in small
+# pieces too.  Off by default: nghttp2 (Debian's 1.52, upstream issue #2817)
+# counts a CONTINUATION once more for every read that ends inside its
+# 9-byte frame header, so with mod_h2x's limit of 8 CONTINUATIONs a valid
+# request whose block arrives in small pieces gets GOAWAY(PROTOCOL_ERROR),
+# which fails a round ("connection error in answer to valid frames").
+# --split-header-blocks turns it on.
+SPLIT_HEADER_BLOCKS = False
 UPLOAD_BUDGET = 200000       # DATA bytes per round in pre-built DATA frames
 
 _FLAG_NAMES = {
@@ -85,6 +94,12 @@ _FLAG_NAMES = {
     SETTINGS: {ACK: "ACK"}, PING: {ACK: "ACK"},
     CONTINUATION: {EH: "EH"}, PUSH_PROMISE: {EH: "EH", PADDED: "PADDED"},
 }
+
+
+def open_header_block(pieces: List[bytes]) -> bool:
+    """True if a HEADERS or PUSH_PROMISE among `pieces` lacks END_HEADERS."""
+    return any(len(p) >= 9 and p[3] in (HEADERS, PUSH_PROMISE) and not p[4] & EH
+               for p in pieces)
 
 
 def frame(ftype: int, flags: int, sid: int, payload: bytes = b"",
@@ -177,6 +192,8 @@ class Action:
     split: bool = False                  # send in small chunks with short sleeps
     close: bool = False                  # the client closes the socket here
     half_close: bool = False             # ... or only its sending side (then reads)
+    hostile: bool = False                # not a valid HTTP/2 client's frames
+    body_of: Optional[int] = None        # a later part of this stream's request
     upload: Optional[bytes] = None       # a body sent after the pieces, within the
                                          # flow-control windows (FrameClient.send_data)
     flow_exempt: bool = False            # DATA sent without waiting for window
@@ -312,7 +329,8 @@ class Generator:
         out = []
         pos = 0
         while True:
-            n = min(len(body) - pos, r.choice([len(body) or 1, 100, 1000, 5000, MAX_FRAME - 300]))
+            n = min(len(body) - pos, r.choice([len(body) or 1, 100, 1000, 5000, MAX_FRAME]),
+                    MAX_FRAME - (pad + 1 if pad is not None else 0))
             chunk = body[pos:pos + n]
             pos += len(chunk)
             last = pos >= len(body)
@@ -366,7 +384,7 @@ class Generator:
                 a = self.valid()
             if a is None:
                 continue
-            if r.random() < 0.08:
+            if r.random() < 0.08 and (SPLIT_HEADER_BLOCKS or not open_header_block(a.pieces)):
                 a.split = True
             if r.random() < 0.1:
                 a.pause = r.choice([0.01, 0.05, 0.2, 0.5])
@@ -422,6 +440,8 @@ class Generator:
                                                                     r.random() < 0.3))])
         if pick < 0.97 and self.opened:
             sid = r.choice(self.opened[-4:])
+            # A client that resets a stream sends no more of its body.
+            self.pending = [p for p in self.pending if p.body_of != sid]
             return Action(f"RST_STREAM(CANCEL) sid={sid} (client reset)",
                           [frame(RST_STREAM, 0, sid, u32(8))], client_rst=[sid])
         return Action("pause", pause=r.choice([0.05, 0.2, 0.5]))
@@ -497,15 +517,19 @@ class Generator:
         frames = self.data_frames(sid, body, end_stream=not trailers, pad=dpad)
         if r.random() < 0.1:
             frames[0:0] = [frame(DATA, 0, sid)] * r.choice([1, 10, 100])
+        # Units that may go out in different actions: each DATA frame, and
+        # the trailers' header block whole (nothing may come between its
+        # HEADERS and CONTINUATION frames).
+        units = [[f] for f in frames]
         if trailers:
             # Not with the connection's encoder: this block may go out after
             # blocks encoded later (HPACK state follows the sending order).
-            frames += self.header_frames(sid, hp_block([("x-trailer", "t1")]), True)
+            units.append(self.header_frames(sid, hp_block([("x-trailer", "t1")]), True))
         parts: List[List[bytes]] = []
-        while frames:
-            k = r.randint(1, len(frames))
-            parts.append(frames[:k])
-            frames = frames[k:]
+        while units:
+            k = r.randint(1, len(units))
+            parts.append([f for u in units[:k] for f in u])
+            units = units[k:]
         if r.random() < 0.5:
             a.pieces += parts.pop(0)
         if not parts:
@@ -515,7 +539,7 @@ class Generator:
             return a
         for i, p in enumerate(parts):
             last = i == len(parts) - 1
-            part = Action(f"  body of sid={sid} part {i + 1}/{len(parts)}", p)
+            part = Action(f"  body of sid={sid} part {i + 1}/{len(parts)}", p, body_of=sid)
             if last:
                 part.ends.append(sid)
             self.pending.append(part)
@@ -545,7 +569,10 @@ class Generator:
     def hostile(self, fatal: bool) -> Optional[Action]:
         table = self.FATAL if fatal else self.BENIGN
         name = self.rng.choices([n for _, n in table], weights=[w for w, _ in table])[0]
-        return getattr(self, name)(fatal)
+        a = getattr(self, name)(fatal)
+        if a is not None:
+            a.hostile = True
+        return a
 
     def pick(self, fatal: bool, fatal_kinds: List[str], benign_kinds: List[str]) -> str:
         return self.rng.choice(fatal_kinds if fatal else benign_kinds)
@@ -1007,6 +1034,7 @@ class RoundResult:
     note: str = ""
     duration: float = 0.0
     sent_at: List[float] = field(default_factory=list)   # when each action went out
+    started_at: List[float] = field(default_factory=list)   # when each began to go out
 
     def last_sent_before(self, t: float) -> Optional[int]:
         """Index of the last action sent before time t."""
@@ -1157,12 +1185,14 @@ class RoundRunner:
             res.problems.append(f"could not connect to port {self.port}: {e}")
             return res
         res.sent = 1
+        res.started_at.append(t0)
         res.sent_at.append(time.monotonic())
         for a in self.actions[1:]:
             if c.closed:
                 break
             if a.pause:
                 self.pump(a.pause)
+            res.started_at.append(time.monotonic())
             if a.close:
                 self.abrupt = True
                 if a.half_close:
@@ -1362,6 +1392,15 @@ class RoundRunner:
         else:
             state += ", no GOAWAY"
         res.note = state
+        # A connection error needs a reason: a hostile frame sent before it.
+        g = next((g for g in c.goaways if g.error_code != 0), None)
+        if g is not None:
+            started = [a for a, t in zip(self.actions, res.started_at) if t <= g.t]
+            if not any(a.hostile for a in started):
+                res.problems.append(
+                    f"connection error GOAWAY({g.error_name}, last={g.last_stream_id}"
+                    + (f", {g.debug_data[:80]!r}" if g.debug_data else "")
+                    + f") in answer to valid frames only (actions #0..#{len(started) - 1})")
         for sid in ([] if self.abrupt else self.open_checked()):
             rec = c.streams[sid]
             res.problems.append(
@@ -1473,6 +1512,9 @@ def format_round(res: RoundResult, module: str = "h2x", max_server_frames: int =
         out.append(f"  #{i} {a.name}{mark}" + (f" [{', '.join(extra)}]" if extra else ""))
         for line in a.lines():
             out.append(f"      {line}")
+        if a.upload is not None:
+            out.append(f"      then DATA frames with {len(a.upload)} bytes ({a.upload[:16].hex()}...), "
+                       f"END_STREAM on the last, as the windows allow")
     c = res.client
     if c is not None:
         out.append(f"server sent {len(c.frames)} frames; per stream:")
@@ -1644,10 +1686,15 @@ def main(argv=None) -> int:
                    help="graceful restart every S seconds while fuzzing (default: never)")
     p.add_argument("--print-round", action="store_true",
                    help="with --round: print its frames and exit (no server)")
+    p.add_argument("--split-header-blocks", action="store_true",
+                   help="send multi-frame header blocks in small pieces too (nghttp2 #2817)")
     p.add_argument("--verbose", "-v", action="store_true")
     args = p.parse_args(argv)
 
     seed = args.seed if args.seed is not None else int(time.time() * 1000) % 1_000_000_007
+    if args.split_header_blocks:
+        global SPLIT_HEADER_BLOCKS
+        SPLIT_HEADER_BLOCKS = True
     if args.print_round:
         if args.round is None:
             p.error("--print-round needs --round")
