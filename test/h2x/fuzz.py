@@ -1131,6 +1131,7 @@ class RoundRunner:
         c = self.c
         view = memoryview(data)
         pos = 0
+        step: Optional[int] = None
         deadline = time.monotonic() + 20.0
         while pos < len(view) and not c.closed and c.sock is not None:
             if time.monotonic() > deadline:
@@ -1145,7 +1146,9 @@ class RoundRunner:
                 return
             if not w:
                 continue
-            step = rng.choice([1, 3, 9, 50]) if split else 8192
+            # After a timed-out send, TLS wants the same buffer again.
+            if step is None:
+                step = rng.choice([1, 3, 9, 50]) if split else 8192
             try:
                 c.sock.settimeout(1.0)
                 n = c.sock.send(view[pos:pos + step])
@@ -1162,6 +1165,7 @@ class RoundRunner:
                     except OSError:
                         pass
             pos += n
+            step = None
             if split:
                 time.sleep(rng.choice([0, 0.001, 0.01]))
 
