@@ -739,6 +739,13 @@ int Session::on_frame_not_send(const nghttp2_frame *frame, int lib_error) noexce
     if (!s || (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)) {
         return 0;
     }
+    if (lib_error == NGHTTP2_ERR_SESSION_CLOSING || lib_error == NGHTTP2_ERR_STREAM_CLOSED
+        || lib_error == NGHTTP2_ERR_STREAM_CLOSING) {
+        /* The connection or the stream is ending anyway (a GOAWAY, a
+         * reset): nothing was refused, the stream's end is on its way. */
+        abandon(s, AbortReason::CONN_GONE);
+        return 0;
+    }
     std::size_t field_bytes = 0;
     if (frame->hd.type == NGHTTP2_HEADERS) {
         for (std::size_t i = 0; i < frame->headers.nvlen; ++i) {
