@@ -179,8 +179,7 @@ def static_modules(httpd):
     return names
 
 
-def write_config_ini(root, ports):
-    httpd = "/usr/sbin/apache2"
+def write_config_ini(root, ports, httpd="/usr/sbin/apache2"):
     libexec = apxs_query("LIBEXECDIR") or DEBIAN_MODULE_DIR
     dso = sorted(n[4:-3] for n in os.listdir(libexec)
                  if n.startswith("mod_") and n.endswith(".so"))
@@ -248,7 +247,7 @@ def cmd_prepare(a):
     if len(ports) != 5 or len(set(ports)) != 5:
         raise PlumbingError(f"need 5 distinct ports, got {a.ports}")
 
-    write_config_ini(root, ports)
+    write_config_ini(root, ports, a.httpd)
     print(f"upstream: wrote test/pyhttpd/config.ini (ports http {ports[0]}, "
           f"https {ports[1]}, proxy {ports[2]}, http2 {ports[3]}, ws {ports[4]})")
     with open(os.path.join(root, "test", "clients", "Makefile"), "w") as f:
@@ -456,6 +455,8 @@ def main():
     p.add_argument("--module-path", required=True)
     p.add_argument("--proxy-http2", default=os.path.join(DEBIAN_MODULE_DIR, "mod_proxy_http2.so"))
     p.add_argument("--ports", required=True, help="http,https,proxy,http2,ws")
+    p.add_argument("--httpd", default="/usr/sbin/apache2",
+                   help="the httpd binary the suite runs (a wrapper under --sanitize)")
     p = sub.add_parser("summary")
     p.add_argument("--junit", required=True)
     p.add_argument("--expected", required=True)
