@@ -178,6 +178,21 @@ def test_h2x_001_16_logscan_sanitizer_reports(tmp_path):
     assert logscan.known_report(known)
     assert not logscan.known_report(known + "    #2 0x3 in h2x::Mplx::c2_done(int)"
                                             " (mod_h2x.so+0x10)\n")
+    # A known report from a signal handler: only the handler's frames (above
+    # the libc signal frame) must be free of mod_h2x.
+    handler = ("==1==ERROR: AddressSanitizer: SEGV on unknown address 0x000000000058 (pc 0x1 T0)\n"
+               "==1==The signal is caused by a READ memory access.\n"
+               "==1==Hint: address points to the zero page.\n"
+               "    #0 0x7f0000000001  (/usr/lib/apache2/modules/mod_ssl.so+0x17ba2)\n"
+               "    #1 0x7f0000000002 in apr_pool_destroy (libapr-1.so.0+0x225dd)\n"
+               "    #2 0x7f0000000003  (/usr/lib/apache2/modules/mod_mpm_prefork.so+0x3e26)\n"
+               "    #3 0x7f0000000004 in __GI___sigaction :? (libc.so.6+0x3c04f)\n")
+    interrupted = ("    #4 0x7f0000000005 in SSL_free (libssl.so.3+0x3b464)\n"
+                   "    #5 0x7f0000000006 in c1_process_connection h2x_c1.cpp:73 (mod_h2x.so+0x2c95a3)\n")
+    assert logscan.known_report(handler + interrupted)
+    assert not logscan.known_report(handler.replace("mod_mpm_prefork.so+0x3e26",
+                                                    "mod_h2x.so+0x3e26") + interrupted)
+    assert not logscan.known_report(handler.replace("__GI___sigaction", "f") + interrupted)
     (reports / "asan.4712").write_text(known)
     with open(log, "a") as f:
         f.write("AddressSanitizer:DEADLYSIGNAL\n")

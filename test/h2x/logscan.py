@@ -138,10 +138,35 @@ KNOWN_REPORTS = [
 ]
 _KNOWN_RE = [re.compile(p) for p in KNOWN_REPORTS]
 
+# Reports from inside a signal handler: only the handler's frames (those
+# above the libc signal frame) must be free of mod_h2x; below it is the
+# code the signal interrupted, whatever it was.
+KNOWN_SIGNAL_REPORTS = [
+    # httpd 2.4.71 prefork, child stop (SIGTERM): just_die() runs
+    # clean_child_exit() inside the signal handler, which destroys the
+    # child's pools; if the signal interrupted mod_ssl's SSL_free() (a
+    # connection ending, e.g. a port probe closing during the handshake),
+    # mod_ssl's pool cleanup frees the half-freed SSL again and crashes.
+    # Plain httpd with mod_ssl does the same; no module frame in the handler.
+    r"SEGV on unknown address[^\n]*\n(?:[^\n]*\n){1,3}"
+    r"\s*#0 \S+\s+\(\S*mod_ssl\.so\+0x[0-9a-f]+\)\n"
+    r"(?:\s*#\d+ \S+ in apr_pool_destroy [^\n]*\n)+"
+    r"(?:\s*#\d+ \S+\s+\(\S*mod_mpm_prefork\.so\+0x[0-9a-f]+\)\n)+"
+    r"\s*#\d+ \S+ in (?:__GI___sigaction|__restore_rt)\b",
+]
+_KNOWN_SIGNAL_RE = [re.compile(p) for p in KNOWN_SIGNAL_REPORTS]
+_SIGNAL_FRAME_RE = re.compile(r"^\s*#\d+ \S+ in (?:__GI___sigaction|__restore_rt)\b", re.M)
+
 
 def known_report(text: str) -> bool:
-    """True if a (symbolized) sanitizer report is one of KNOWN_REPORTS."""
-    return "mod_h2x" not in text and any(rx.search(text) for rx in _KNOWN_RE)
+    """True if a (symbolized) sanitizer report is one of KNOWN_REPORTS, or
+    one of KNOWN_SIGNAL_REPORTS with no mod_h2x frame in the handler."""
+    if "mod_h2x" not in text and any(rx.search(text) for rx in _KNOWN_RE):
+        return True
+    m = _SIGNAL_FRAME_RE.search(text)
+    if m is None or "mod_h2x" in text[:m.start()]:
+        return False
+    return any(rx.search(text) for rx in _KNOWN_SIGNAL_RE)
 
 # A stack frame of a report written with symbolize=0:
 #     #3 0x7f1b95d768a1  (/path/mod_h2x.so+0x308a1)
