@@ -361,7 +361,7 @@ int Session::on_begin_headers(const nghttp2_frame *frame) noexcept
         return 0;
     }
     int32_t id = frame->hd.stream_id;
-    if (open_streams_ >= max_streams_) {
+    if (open_streams_ >= max_streams_ && active_streams() >= max_streams_) {
         /* RFC 9113 §5.1.2: a stream over the advertised limit is a stream
          * error; REFUSED_STREAM tells the client it may retry it. */
         ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c1_,
@@ -379,6 +379,22 @@ int Session::on_begin_headers(const nghttp2_frame *frame) noexcept
     nghttp2_session_set_stream_user_data(ngh2_, id, s);
     apply(s, StreamEvent::RECV_HEADERS);
     return 0;
+}
+
+/* RFC 9113 §5.1.2: the streams that count against
+ * SETTINGS_MAX_CONCURRENT_STREAMS. One we reset is closed for us even
+ * while nghttp2 still holds it until the RST_STREAM frame is out; the
+ * client, which may have ended it already, opens the next stream. */
+int Session::active_streams() const noexcept
+{
+    int n = 0;
+    for (const auto &kv : streams_) {
+        const Stream *s = kv.second.get();
+        if (!s->closed && !s->rst_submitted) {
+            ++n;
+        }
+    }
+    return n;
 }
 
 int Session::on_header(const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
@@ -495,6 +511,11 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
         }
         break;
     case NGHTTP2_DATA:
+        if (s && s->stop_body_at && !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            /* More of a body nobody reads, and not its end: ask the client
+             * to stop. A frame that ends it closes the stream cleanly. */
+            reset(s, NGHTTP2_NO_ERROR);
+        }
         if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
             apply(s, StreamEvent::RECV_END_STREAM);
             if (s->in) {
@@ -555,10 +576,6 @@ int Session::on_data_chunk_recv(uint8_t, int32_t stream_id, const uint8_t *data,
                                 size_t len) noexcept
 {
     Stream *s = find(stream_id);
-    if (s && s->stop_body_at) {
-        /* More of a body nobody reads: ask the client to stop. */
-        reset(s, NGHTTP2_NO_ERROR);
-    }
     if (s && s->in && !s->c2_done
         && s->in->send(nullptr, reinterpret_cast<const char *>(data), len, nullptr, false, 0)
                == SendResult::ACCEPTED) {

@@ -81,6 +81,7 @@ class Session {
     void process_news() noexcept;
     void process_output(Stream *s) noexcept;
     void process_input_consumed(Stream *s) noexcept;
+    int active_streams() const noexcept;
     void reset(Stream *s, uint32_t code) noexcept;
     void abandon(Stream *s, AbortReason reason) noexcept;
     void trace_frame(const char *dir, const nghttp2_frame *frame) const noexcept;

@@ -12,7 +12,7 @@ import pytest
 
 from core_helpers import (TEST_HANDLER_CONF, header_lines, http1_exchange, httpd_pids,
                           parse_env_body, pattern_body, rss_kb, sha)
-from h2x.clients import curl
+from h2x.clients import curl, h2load
 from h2x.frames import ErrorCodes
 
 pytestmark = pytest.mark.h2
@@ -329,6 +329,37 @@ def test_h2x_200_29_unread_bodies_do_not_exhaust_connection(frame_client):
         f"connection window {c.conn_send_window}"
     assert c.wait_stream_end(sid)
     assert c.stream(sid).body == b"200000\n"
+
+
+@pytest.mark.parametrize("path", ["/h2x/status?n=10", "/1k.txt"], ids=["handler", "static"])
+def test_h2x_200_30_body_ending_after_response_closes_cleanly(frame_client, path):
+    """The response is complete before the request body; the client's next
+    DATA frame ends the body (END_STREAM): the stream is closed for both
+    sides and the server sends no RST_STREAM for it, then or later."""
+    c = frame_client()
+    sid = c.request("POST", path, end_stream=False)
+    assert c.wait_stream_end(sid), c.stream(sid)
+    assert c.stream(sid).ended_by == "END_STREAM", c.stream(sid).frames_str()
+    time.sleep(0.2)
+    assert c.send_data(sid, b"u" * 1000, end_stream=True, timeout=3)
+    c.run(timeout=1.5)      # past the 1 s grace for an unread body
+    rst = [f for f in c.stream(sid).frames if f.type == "RST_STREAM"]
+    assert not rst, c.stream(sid).frames_str()
+    _good_request_completes(c)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_200_31_h2load_posts_to_static_file(httpd, tls, tmp_path):
+    """h2load, 1000 POSTs of 1 KiB to a static file, 100 at a time on one
+    connection (mod_http2's test_h2_710_01): the file is answered before the
+    body arrives, and every request succeeds. A stream the server reset with
+    NO_ERROR, or that the client already ended, does not count against
+    SETTINGS_MAX_CONCURRENT_STREAMS (no REFUSED_STREAM)."""
+    data = tmp_path / "post-1k"
+    data.write_bytes(b"p" * 1024)
+    r = h2load(httpd.url("/1k.txt", tls=tls), 1000, 1, 100, "-d", str(data))
+    assert r.requests.get("succeeded") == 1000, r.stdout[-1500:]
+    assert r.status.get("2xx") == 1000, r.stdout[-1500:]
 
 
 # -- RFC 9113 §8.2 / §8.3 validation ------------------------------------------------------
