@@ -143,7 +143,8 @@ request_rec *create_request(C2Task *task, conn_rec *c2) noexcept
     const Request &req = *task->request;
     request_rec *r = ap_create_request(c2);
     int status = HTTP_OK;
-    bool is_connect = req.method == "CONNECT";
+    /* RFC 8441: an extended CONNECT runs as a GET for its :path (h2x_ws.h). */
+    bool is_connect = req.method == "CONNECT" && !task->websocket;
 
     /* The HTTP/1 response formatter is replaced by ours (h2x_c2_filter). */
     c2_filter_setup_request(r);
@@ -156,7 +157,7 @@ request_rec *create_request(C2Task *task, conn_rec *c2) noexcept
         /* httpd routes and checks on Host: :authority stands for it. */
         apr_table_setn(r->headers_in, "Host", apr_pstrdup(r->pool, req.authority.c_str()));
     }
-    if (!req.end_stream && !apr_table_get(r->headers_in, "Content-Length")) {
+    if (!req.end_stream && !task->websocket && !apr_table_get(r->headers_in, "Content-Length")) {
         /* A body of unknown length: httpd's body readers (ap_setup_client_block,
          * mod_proxy) only read one when told it is chunked. Our input filter
          * delivers the plain bytes and the EOS; nothing parses chunks. */
@@ -169,7 +170,8 @@ request_rec *create_request(C2Task *task, conn_rec *c2) noexcept
         r->the_request = apr_psprintf(r->pool, "CONNECT %s HTTP/2.0", req.authority.c_str());
     }
     else {
-        r->the_request = apr_psprintf(r->pool, "%s %s HTTP/2.0", req.method.c_str(),
+        r->the_request = apr_psprintf(r->pool, "%s %s HTTP/2.0",
+                                      task->websocket ? "GET" : req.method.c_str(),
                                       req.path.empty() ? "/" : req.path.c_str());
     }
     r->hostname = nullptr;
@@ -186,6 +188,9 @@ request_rec *create_request(C2Task *task, conn_rec *c2) noexcept
     }
     r->per_dir_config = r->server->lookup_defaults;
     task->timeout = stream_timeout(nullptr, r->server);
+    if (task->websocket && (status = ws_prepare_request(r, task)) != OK) {
+        goto die;
+    }
     c2_filter_count_request_head(c2, static_cast<apr_off_t>(req.raw_bytes));
     if ((status = ap_post_read_request(r)) != OK) {
         goto die;
@@ -285,9 +290,13 @@ int c2_fixups(request_rec *r) noexcept
 
 C2Task::C2Task(conn_rec *c1_, server_rec *s, Mplx *mplx_, std::int32_t id,
                const Request *req, Beam *in_, Beam *out_) noexcept
-    : c1(c1_), server(s), mplx(mplx_), stream_id(id), request(req), in(in_), out(out_)
+    : c1(c1_), server(s), mplx(mplx_), stream_id(id), request(req), in(in_), out(out_),
+      websocket(ws_is_extended_connect(*req))
 {
     timeout = s->timeout;
+    if (websocket && in) {
+        ws_wake.open();
+    }
 }
 
 void C2Task::run(apr_thread_t *thread) noexcept

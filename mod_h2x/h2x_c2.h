@@ -24,12 +24,14 @@
 #define H2X_C2_H
 
 #include <cstdint>
+#include <string>
 
 #include <httpd.h>
 
 #include "h2x_beam.h"
 #include "h2x_request.h"
 #include "h2x_workers.h"
+#include "h2x_ws.h"
 
 namespace h2x {
 
@@ -66,6 +68,14 @@ class C2Task : public Task {
     apr_off_t content_length = -1;       /* from the final head, -1: none */
     apr_off_t body_bytes = 0;            /* body bytes after the final head */
     apr_off_t bytes_out = 0;             /* heads, body and frame headers (%O) */
+
+    /* WebSockets (h2x_ws.h): set on c1 before the task is shared. */
+    const bool websocket;                /* an extended CONNECT */
+    WsWake ws_wake;                      /* input made pollable (when websocket) */
+    /* c2 only */
+    std::string ws_key;                  /* the Sec-WebSocket-Key we made up */
+    std::string ws_accept;               /* ... and the answer it needs */
+    bool ws_open = false;                /* the 200 passed: a byte pipe now */
 
     /* The request is over (its EOR, or the c2 ended): give the output its
      * terminal state if it has none. Idempotent. */

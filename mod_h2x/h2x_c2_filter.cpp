@@ -20,6 +20,7 @@
 
 #include "h2x_bucket_head.h"
 #include "h2x_c2.h"
+#include "h2x_ws.h"
 #include "h2x_config.h"
 #include "h2x_conn_ctx.h"
 #include "h2x_mplx.h"
@@ -410,6 +411,31 @@ bool read_file_piece(apr_bucket *b, std::string *out, apr_size_t len) noexcept
     return true;
 }
 
+/* A WebSocket stream's 101 (h2x_ws.h): becomes the final 200 that opens
+ * the tunnel, or a body-less 502 that ends the stream; whatever followed
+ * the 101 in the same write is the tunnel's first data. */
+apr_status_t ws_take_handshake(C2Task *task, NetOutCtx *ctx, Head *interim) noexcept
+{
+    bool upgraded = false, no_body = false;
+    ws_response_head(task, interim, &upgraded, &no_body);
+    task->final_head = true;
+    task->content_length = -1;
+    ctx->heads->push_back(std::move(*interim));
+    if (upgraded) {
+        task->ws_open = true;
+        task->body_bytes += static_cast<apr_off_t>(ctx->interim->size());
+        ctx->pending->append(*ctx->interim);
+        ctx->interim->clear();
+        return net_out_push(task, ctx, nullptr, false, true);
+    }
+    /* No WebSocket behind it: the handler's tunnel must stop. */
+    task->header_only = true;
+    task->eos = true;
+    apr_status_t rv = net_out_push(task, ctx, nullptr, true);
+    task->c2->aborted = 1;
+    return rv;
+}
+
 apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
 {
     conn_rec *c = f->c;
@@ -448,9 +474,14 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         if (bucket_is_head(b)) {
             HeadBucketData *hd = bucket_head_data(b);
             if (hd->kind == HeadKind::RESPONSE) {
+                bool upgraded = false, no_body = false;
+                if (!task->final_head && task->websocket) {
+                    ws_response_head(task, &hd->head, &upgraded, &no_body);
+                    task->ws_open = upgraded;
+                }
                 if (!task->final_head) {
                     task->final_head = true;
-                    task->header_only = (task->r && task->r->header_only)
+                    task->header_only = no_body || (task->r && task->r->header_only)
                                         || response_is_header_only(hd->head.status);
                     task->content_length = response_content_length(hd->head);
                     ctx->heads->push_back(std::move(hd->head));
@@ -580,7 +611,14 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             if (!task->final_head) {
                 ctx->interim->append(data, len);
                 Head interim;
-                while (parse_interim(ctx->interim, &interim)) {
+                while (!task->final_head && parse_interim(ctx->interim, &interim)) {
+                    if (task->websocket && interim.status == HTTP_SWITCHING_PROTOCOLS) {
+                        /* The WebSocket handshake's answer (h2x_ws.h): the
+                         * stream's final response. */
+                        rv = ws_take_handshake(task, ctx, &interim);
+                        interim = Head();
+                        break;
+                    }
                     /* 103 Early Hints only with H2EarlyHints on, as in
                      * mod_http2; 101 has no meaning inside HTTP/2. */
                     bool forward = interim.status >= 100 && interim.status < 200
@@ -607,7 +645,9 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
     }
     if (rv == APR_SUCCESS && (push_now || !ctx->pending->empty() || !ctx->heads->empty()
                               || has_trailers)) {
-        rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, false, flushed);
+        /* A WebSocket's messages leave as the tunnel hands them over. */
+        rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, false,
+                          flushed || task->ws_open);
     }
     if (rv != APR_SUCCESS) {
         apr_brigade_cleanup(bb);
@@ -823,7 +863,11 @@ apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
     if (!task || c->aborted) {
         return APR_ECONNABORTED;
     }
-    if (!task->in) {
+    if (!task->in || (task->websocket && !task->ws_open)) {
+        /* No body; for a WebSocket, none before the handshake is done (the
+         * HTTP/1.1 handshake has none): what the client sends is the
+         * tunnel's, read once the 200 is out (mod_proxy_http's prefetch
+         * must not wait for it). */
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
         return APR_SUCCESS;
     }
@@ -832,6 +876,11 @@ apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
         ctx = static_cast<NetInCtx *>(apr_pcalloc(c->pool, sizeof(NetInCtx)));
         ctx->held = apr_brigade_create(c->pool, c->bucket_alloc);
         f->ctx = ctx;
+    }
+    if (task->websocket) {
+        /* Before looking at the beam: a wake-up after this is for data we
+         * have not seen (h2x_ws.h). */
+        task->ws_wake.drain();
     }
     apr_status_t rv = check_body_length(task, c);
     if (rv != APR_SUCCESS) {
@@ -849,6 +898,11 @@ apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
         if (APR_BRIGADE_EMPTY(ctx->held)) {
             return block == APR_NONBLOCK_READ ? APR_EAGAIN : APR_SUCCESS;
         }
+    }
+    if (task->ws_open && APR_BUCKET_IS_EOS(APR_BRIGADE_FIRST(ctx->held))) {
+        /* The client ended its side of the WebSocket: to the tunnel, that
+         * reads as a socket's end of file. */
+        return APR_EOF;
     }
     switch (mode) {
     case AP_MODE_SPECULATIVE:

@@ -234,8 +234,15 @@ bool Session::init(request_rec *upgrade) noexcept
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(window_size_)},
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        /* RFC 8441 §3: H2WebSockets on lets clients open WebSockets as
+         * streams (extended CONNECT, h2x_ws.h). */
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
-    nghttp2_submit_settings(ngh2_, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    std::size_t niv = sizeof(iv) / sizeof(iv[0]);
+    if (server_config(server_).websockets <= 0) {
+        --niv;
+    }
+    nghttp2_submit_settings(ngh2_, NGHTTP2_FLAG_NONE, iv, niv);
     /* The connection window covers every stream's window. */
     int64_t conn_window = static_cast<int64_t>(window_size_) * max_streams_;
     conn_window = std::min<int64_t>(std::max<int64_t>(conn_window, 1 << 20), 0x7fffffff);
@@ -469,6 +476,11 @@ void Session::schedule(Stream *s) noexcept
         s->in.reset(new Beam("in", static_cast<std::size_t>(window_size_) + 16384));
     }
     s->task.reset(new C2Task(c1_, server_, mplx, id, &s->request, s->in.get(), s->out.get()));
+    if (s->task->websocket && s->in) {
+        /* The WebSocket tunnel polls a pipe for the stream's input (h2x_ws.h). */
+        C2Task *task = s->task.get();
+        s->in->set_notify([task] { task->ws_wake.wake(); });
+    }
     s->scheduled = true;
     status_.stream_started(id, req.method + " " + req.path);
     mplx_->c1_task_started();

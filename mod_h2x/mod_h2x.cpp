@@ -13,6 +13,7 @@
 #include "h2x_config.h"
 #include "h2x_status.h"
 #include "h2x_vars.h"
+#include "h2x_ws.h"
 #include "h2x_workers.h"
 
 namespace {
@@ -52,6 +53,7 @@ int h2x_pre_config(apr_pool_t *, apr_pool_t *, apr_pool_t *) noexcept
         /* Only now: mod_http2's registration (at its LoadModule) stands
          * when mod_h2x is inactive. Users look them up in post_config. */
         h2x::vars_register();
+        h2x::ws_register_optional_fns();
     }
     return OK;
 }
@@ -113,6 +115,7 @@ void h2x_register_hooks(apr_pool_t *) noexcept
     ap_hook_child_init(h2x_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
     h2x::c1_register_hooks();
     h2x::c2_register_hooks();
+    h2x::ws_register_hooks();
     h2x::status_register_hooks();
 }
 
