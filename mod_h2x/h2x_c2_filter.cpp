@@ -2,6 +2,8 @@
 #include "h2x_private.h"
 #include "h2x_c2_filter.h"
 
+#include <http_connection.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -452,6 +454,11 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         apr_pool_cleanup_register(c->pool, ctx, net_out_cleanup, apr_pool_cleanup_null);
         f->ctx = ctx;
     }
+    if (!bb) {
+        /* "Write out what you hold" (ap_filter_output_pending(), as the
+         * proxy tunnel asks): we hold nothing back. */
+        return c->aborted ? APR_ECONNABORTED : APR_SUCCESS;
+    }
     if (c->aborted) {
         apr_brigade_cleanup(bb);
         return APR_ECONNABORTED;
@@ -551,6 +558,14 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             }
             task->end_output();
             apr_bucket_delete(b);
+        }
+        else if (task->ws_open && AP_BUCKET_IS_EOC(b)) {
+            /* The tunnel shuts our side down: the backend closed the
+             * WebSocket. The stream ends cleanly, with END_STREAM. */
+            apr_bucket_delete(b);
+            task->eos = true;
+            rv = net_out_push(task, ctx, nullptr, true, true);
+            push_now = false;
         }
         else if (APR_BUCKET_IS_METADATA(b)) {
             apr_bucket_delete(b);

@@ -896,7 +896,10 @@ void Session::process_output(Stream *s) noexcept
         /* A final head with no body byte yet and no end waits here: when
          * the body turns out empty, END_STREAM can still ride the HEADERS
          * (DESIGN.md invariant 4) instead of a zero-length DATA frame. */
-        if (header_only || ended_empty || st.buffered > 0) {
+        /* A WebSocket's 200 opens a tunnel whose first bytes may be the
+         * client's: it leaves at once (RFC 8441 §5). */
+        bool tunnel = s->task && s->task->websocket && head.status == HTTP_OK;
+        if (header_only || ended_empty || st.buffered > 0 || tunnel) {
             char status[4];
             response_to_nv(head, false, status, &nva_);
             s->response_submitted = true;

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <apr_base64.h>
@@ -47,7 +48,11 @@ bool WsWake::open() noexcept
     if (is_open()) {
         return true;
     }
-    return ::pipe2(fds_, O_NONBLOCK | O_CLOEXEC) == 0 || (fds_[0] = fds_[1] = -1, false);
+    /* A socket pair, not a pipe: the tunnel (ap_proxy_tunnel_run) first
+     * waits for its client side to be writable, which a pipe's read end
+     * never is; a socket's is, and it is readable once c1 wrote. */
+    return ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds_) == 0
+           || (fds_[0] = fds_[1] = -1, false);
 }
 
 void WsWake::wake() noexcept
@@ -58,9 +63,9 @@ void WsWake::wake() noexcept
     const char one = 1;
     ssize_t n;
     do {
-        n = ::write(fds_[1], &one, 1);
+        n = ::send(fds_[1], &one, 1, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
-    /* EAGAIN: the pipe is full, hence readable: the reader is awake. */
+    /* EAGAIN: the buffer is full, hence readable: the reader is awake. */
 }
 
 void WsWake::drain() noexcept
@@ -70,7 +75,7 @@ void WsWake::drain() noexcept
     }
     char buf[256];
     for (;;) {
-        ssize_t n = ::read(fds_[0], buf, sizeof(buf));
+        ssize_t n = ::recv(fds_[0], buf, sizeof(buf), 0);
         if (n > 0) {
             continue;
         }
@@ -147,15 +152,16 @@ apr_status_t ws_get_pollfd(conn_rec *c, apr_pollfd_t *pfd, apr_interval_time_t *
     if (!task) {
         return DECLINED;
     }
-    apr_file_t *file = nullptr;
-    apr_os_file_t fd = task->ws_wake.read_fd();
-    /* No cleanup: the descriptor belongs to the task (WsWake). */
-    apr_status_t rv = apr_os_pipe_put_ex(&file, &fd, 0, c->pool);
+    apr_socket_t *sock = nullptr;
+    apr_os_sock_t fd = task->ws_wake.read_fd();
+    /* apr_os_sock_put() registers no cleanup: the descriptor stays the
+     * task's (WsWake). */
+    apr_status_t rv = apr_os_sock_put(&sock, &fd, c->pool);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    pfd->desc_type = APR_POLL_FILE;
-    pfd->desc.f = file;
+    pfd->desc_type = APR_POLL_SOCKET;
+    pfd->desc.s = sock;
     if (ptimeout) {
         *ptimeout = task->timeout;
     }

@@ -15,7 +15,8 @@
  *     without it, or a 2xx (a resource that is no WebSocket), becomes 502
  *     without a body; 3xx, 4xx and 5xx pass unchanged;
  *   - after the 200 the stream is a byte pipe both ways: the handler's
- *     tunnel (ap_proxy_tunnel_run) polls the WsWake pipe's read end, given
+ *     tunnel (ap_proxy_tunnel_run) polls one end of the WsWake socket
+ *     pair, given
  *     out by the get_pollfd_from_conn hook (and mod_http2's optional
  *     function http2_get_pollfd_from_conn); c1 writes a byte to it each
  *     time the input beam changes (data, end, abort), the c2 input filter
@@ -43,7 +44,7 @@ namespace h2x {
 
 class C2Task;
 
-/* The pipe that makes a stream's input pollable. */
+/* The socket pair that makes a stream's input pollable. */
 class WsWake {
   public:
     WsWake() noexcept = default;
@@ -51,10 +52,10 @@ class WsWake {
     WsWake &operator=(const WsWake &) = delete;
     ~WsWake() noexcept;
 
-    bool open() noexcept;           /* both ends non-blocking, close-on-exec */
+    bool open() noexcept;           /* a socket pair, non-blocking, close-on-exec */
     bool is_open() const noexcept { return fds_[0] >= 0; }
     int read_fd() const noexcept { return fds_[0]; }
-    void wake() noexcept;           /* one byte; a full pipe is awake already */
+    void wake() noexcept;           /* one byte; a full buffer is awake already */
     void drain() noexcept;          /* read every byte there is */
 
   private:
