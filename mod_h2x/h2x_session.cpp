@@ -388,6 +388,32 @@ int Session::on_begin_headers(const nghttp2_frame *frame) noexcept
     return 0;
 }
 
+/* A WebSocket whose backend closed: mod_proxy's tunnel shuts down its
+ * client side for writing and goes on reading the client until it ends
+ * too (TCP half-close). A stream has no half-closed socket to show for
+ * it; the tunnel's shutdown of the socket pair (h2x_ws.h) ends our output
+ * with END_STREAM once every byte before it is out. The client then ends
+ * its side, or is asked to after a grace (stop_unread_body()). */
+void Session::check_ws_shutdown() noexcept
+{
+    for (auto &kv : streams_) {
+        Stream *s = kv.second.get();
+        if (!s->task || !s->task->websocket || s->ws_out_shut || s->closed
+            || s->rst_submitted || !s->response_submitted
+            || s->end == StreamEnd::END_STREAM_SENT || !s->task->ws_wake.peer_shut()) {
+            continue;
+        }
+        s->ws_out_shut = true;
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c1_,
+                      "h2x_stream(%ld-%d): WebSocket backend closed, ending the stream",
+                      c1_->id, s->id);
+        if (s->deferred) {
+            s->deferred = false;
+            nghttp2_session_resume_data(ngh2_, s->id);
+        }
+    }
+}
+
 /* RFC 9113 §5.1.2: the streams that count against
  * SETTINGS_MAX_CONCURRENT_STREAMS. One we reset is closed for us even
  * while nghttp2 still holds it until the RST_STREAM frame is out; the
@@ -476,6 +502,9 @@ void Session::schedule(Stream *s) noexcept
         s->in.reset(new Beam("in", static_cast<std::size_t>(window_size_) + 16384));
     }
     s->task.reset(new C2Task(c1_, server_, mplx, id, &s->request, s->in.get(), s->out.get()));
+    if (s->task->websocket) {
+        ws_seen_ = true;
+    }
     if (s->task->websocket && s->in) {
         /* The WebSocket tunnel polls a pipe for the stream's input (h2x_ws.h). */
         C2Task *task = s->task.get();
@@ -671,7 +700,7 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
          * pausing, a streaming handler) is never held. */
         Beam::State st = s->out->state();
         if (st.end == BeamEnd::OPEN && st.buffered < length && !st.has_trailers
-            && !st.flushed) {
+            && !st.flushed && !s->ws_out_shut) {
             apr_time_t now = apr_time_now();
             if (!s->hold_until) {
                 s->hold_until = now + output_hold_;
@@ -691,7 +720,7 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
          * takes the last bytes of a complete body. */
         std::size_t n = std::min(length, st.buffered);
         *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-        if (n == st.buffered && st.end == BeamEnd::COMPLETE) {
+        if (n == st.buffered && (st.end == BeamEnd::COMPLETE || s->ws_out_shut)) {
             *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         }
         return static_cast<ssize_t>(n);
@@ -703,6 +732,11 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
         nghttp2_submit_rst_stream(ngh2_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_INTERNAL_ERROR);
         s->rst_submitted = true;
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (after.buffered == 0 && s->ws_out_shut && after.end == BeamEnd::OPEN) {
+        /* The WebSocket's backend is done (check_ws_shutdown()). */
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        return static_cast<ssize_t>(n);
     }
     if (after.buffered == 0 && after.end == BeamEnd::COMPLETE) {
         /* DESIGN.md invariant 4: END_STREAM rides the last DATA frame, or
@@ -834,7 +868,7 @@ constexpr apr_interval_time_t STOP_BODY_GRACE = APR_USEC_PER_SEC;
 void Session::stop_unread_body(Stream *s) noexcept
 {
     if (s->end == StreamEnd::END_STREAM_SENT && s->state == StreamState::HALF_CLOSED_LOCAL
-        && (!s->scheduled || s->c2_done) && !s->stop_body_at) {
+        && (!s->scheduled || s->c2_done || s->ws_out_shut) && !s->stop_body_at) {
         s->stop_body_at = apr_time_now();
     }
 }
@@ -1269,6 +1303,9 @@ RunResult Session::run(bool may_suspend) noexcept
             start_shutdown(NGHTTP2_NO_ERROR);
         }
         check_blocked_output(apr_time_now());
+        if (ws_seen_) {
+            check_ws_shutdown();
+        }
         release_held_output(apr_time_now());
         if (!write_output()) {
             break;
@@ -1307,6 +1344,10 @@ RunResult Session::run(bool may_suspend) noexcept
             apr_interval_time_t left = may_suspend ? SUSPEND_AFTER
                                                    : keepalive - (apr_time_now() - idle_since_);
             wait = std::max<apr_interval_time_t>(std::min(wait, left), 1000);
+        }
+        if (ws_seen_) {
+            /* check_ws_shutdown() has no wake-up of its own. */
+            wait = std::min<apr_interval_time_t>(wait, apr_time_from_msec(100));
         }
         apr_interval_time_t held = next_hold_end(apr_time_now());
         if (held >= 0) {

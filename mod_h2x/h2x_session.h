@@ -82,6 +82,7 @@ class Session {
     void process_output(Stream *s) noexcept;
     void process_input_consumed(Stream *s) noexcept;
     int active_streams() const noexcept;
+    void check_ws_shutdown() noexcept;
     void reset(Stream *s, uint32_t code) noexcept;
     void abandon(Stream *s, AbortReason reason) noexcept;
     void trace_frame(const char *dir, const nghttp2_frame *frame) const noexcept;
@@ -114,6 +115,7 @@ class Session {
     int max_data_frame_len_ = 0;    /* H2MaxDataFrameLen, 0: no own cap */
     int padding_bits_ = 0;          /* H2Padding */
     bool tls_ = false;              /* h2 over TLS */
+    bool ws_seen_ = false;          /* a WebSocket stream was opened here */
     apr_interval_time_t output_hold_ = 0; /* H2OutputBuffering: short-frame hold */
     apr_int64_t tls_warmup_size_ = 0;   /* H2TLSWarmUpSize */
     apr_interval_time_t tls_cooldown_ = 0; /* H2TLSCoolDownSecs */

@@ -41,6 +41,7 @@ struct Stream {
     bool head_held = false;                  /* c1: final head waits in held_head */
     Head held_head;                          /* c1: see Session::process_output() */
     bool deferred = false;                   /* c1: the data provider is paused */
+    bool ws_out_shut = false;                /* c1: the WebSocket tunnel ended our output */
     bool rst_submitted = false;              /* c1: we asked for RST_STREAM */
     std::uint64_t in_received = 0;           /* c1: request bytes put into `in` */
     std::uint64_t in_consumed = 0;           /* c1: request bytes given back to flow control */

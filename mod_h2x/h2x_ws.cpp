@@ -86,6 +86,16 @@ void WsWake::drain() noexcept
     }
 }
 
+bool WsWake::peer_shut() const noexcept
+{
+    if (fds_[1] < 0) {
+        return false;
+    }
+    char c;
+    /* Nothing else is ever written towards this end: 0 is the shutdown. */
+    return ::recv(fds_[1], &c, 1, MSG_DONTWAIT | MSG_PEEK) == 0;
+}
+
 namespace {
 
 /* RFC 6455 §1.3 / §4.2.2: the GUID appended to the key. */

@@ -57,6 +57,9 @@ class WsWake {
     int read_fd() const noexcept { return fds_[0]; }
     void wake() noexcept;           /* one byte; a full buffer is awake already */
     void drain() noexcept;          /* read every byte there is */
+    /* c1: did the reader's side shut down for writing? mod_proxy's tunnel
+     * does that to its client socket when the backend is done. */
+    bool peer_shut() const noexcept;
 
   private:
     int fds_[2] = {-1, -1};
