@@ -11,6 +11,7 @@
 #include <http_vhost.h>
 #include <mpm_common.h>
 #include <ap_mpm.h>
+#include <apr_portable.h>
 #include <apr_strings.h>
 
 #include "h2x_c2_filter.h"
@@ -327,8 +328,20 @@ void C2Task::process(apr_thread_t *thread) noexcept
     ConnCtx *ctx = conn_ctx_ensure(c2);
     ctx->task = this;
     ctx->server = server;
+    apr_socket_t *csd = g_dummy_socket;
+    if (websocket && ws_wake.is_open()) {
+        /* A WebSocket tunnel polls "the client socket" (mod_proxy_wstunnel
+         * takes it from the connection): the socket pair that c1 wakes
+         * (h2x_ws.h). apr_os_sock_put() leaves its closing to WsWake. */
+        apr_os_sock_t fd = ws_wake.read_fd();
+        apr_socket_t *ws_sock = nullptr;
+        if (apr_os_sock_put(&ws_sock, &fd, c2->pool) == APR_SUCCESS) {
+            csd = ws_sock;
+            ap_set_core_module_config(c2->conn_config, csd);
+        }
+    }
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c2, "h2x_c2(%s): start", c2->log_id);
-    ap_process_connection(c2, g_dummy_socket);
+    ap_process_connection(c2, csd);
     end_output();
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c2, "h2x_c2(%s): done", c2->log_id);
     /* The c2 pool's cleanups (the request's, mod_cgid's, ...) run here,

@@ -162,13 +162,10 @@ apr_status_t ws_get_pollfd(conn_rec *c, apr_pollfd_t *pfd, apr_interval_time_t *
     if (!task) {
         return DECLINED;
     }
-    apr_socket_t *sock = nullptr;
-    apr_os_sock_t fd = task->ws_wake.read_fd();
-    /* apr_os_sock_put() registers no cleanup: the descriptor stays the
-     * task's (WsWake). */
-    apr_status_t rv = apr_os_sock_put(&sock, &fd, c->pool);
-    if (rv != APR_SUCCESS) {
-        return rv;
+    /* The c2's socket is the pair's read end (C2Task::process()). */
+    apr_socket_t *sock = ap_get_conn_socket(c);
+    if (!sock) {
+        return APR_ENOTIMPL;
     }
     pfd->desc_type = APR_POLL_SOCKET;
     pfd->desc.s = sock;

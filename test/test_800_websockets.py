@@ -1,7 +1,8 @@
 """800: WebSockets over HTTP/2 (RFC 8441, H2WebSockets), end to end.
 
 A real WebSocket backend (python3-websockets, h2x/ws_backend.py) behind
-`ProxyPass ... upgrade=websocket` (mod_proxy_http); the client is the raw-frame client speaking RFC 6455
+`ProxyPass ... upgrade=websocket` (mod_proxy_http) and behind
+mod_proxy_wstunnel's own tunnel; the client is the raw-frame client speaking RFC 6455
 frames inside the stream's DATA.  What the client sees is asserted: the
 SETTINGS, the CONNECT's status, messages both ways, how each side's close
 ends the stream, that a client reset frees the backend connection, and that
@@ -83,10 +84,17 @@ def backend(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ws_server(httpd, env, backend):
     port, _ = backend
+    wstunnel = env.apache_module("proxy_wstunnel")
+    assert wstunnel, "Debian's mod_proxy_wstunnel.so is part of apache2"
     httpd.reconfigure(extra_global=f"""
+LoadModule proxy_wstunnel_module {wstunnel}
 H2WebSockets on
 H2MaxWorkers 160
 ProxyPass "/ws/" "http://127.0.0.1:{port}/" upgrade=websocket timeout=10
+<Location "/wst/">
+    ProxyWebsocketFallbackToProxyHttp off
+    ProxyPass "ws://127.0.0.1:{port}/"
+</Location>
 """, extra_tls_vhost="H2WebSockets on")
     yield httpd
     httpd.reconfigure()
@@ -127,7 +135,7 @@ def test_h2x_800_01_setting_announced(ws_server, frame_client, tls):
     assert c.peer_settings.get(ENABLE_CONNECT_PROTOCOL) == 1, c.peer_settings
 
 
-@pytest.mark.parametrize("prefix", ["/ws/"], ids=["proxy_http"])
+@pytest.mark.parametrize("prefix", ["/ws/", "/wst/"], ids=["proxy_http", "wstunnel"])
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 def test_h2x_800_03_echo_and_client_close(ws_server, frame_client, prefix, tls):
     """200 without END_STREAM, a text and a binary message echo, the
