@@ -6,6 +6,8 @@ Paths:
   /echo    every message comes back as it was (text or binary)
   /close   closes at once with code 4000, reason "bye"
   /hello   sends the text "hello", then echoes
+  /bulk/N  sends N bytes in binary messages of 64 KiB, then closes
+           (bench/websocket)
   anything else: closes with code 4004, reason "unknown path"
 
 When a connection ends, a line "closed <path> <monotonic time>" is appended
@@ -27,6 +29,14 @@ async def handler(ws, path):
                 await ws.send(msg)
         elif path.endswith("/close"):
             await ws.close(code=4000, reason="bye")
+        elif "/bulk/" in path:
+            left = int(path.rsplit("/", 1)[1])
+            chunk = bytes(65536)
+            while left > 0:
+                n = min(left, len(chunk))
+                await ws.send(chunk[:n] if n < len(chunk) else chunk)
+                left -= n
+            await ws.close()
         elif path.endswith("/hello"):
             await ws.send("hello")
             async for msg in ws:

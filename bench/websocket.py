@@ -1,0 +1,235 @@
+"""WebSockets over HTTP/2 (RFC 8441): mod_h2x against Debian's mod_http2.
+
+One httpd per module (bench/httpd.conf.tmpl, the same lines for both but
+the LoadModule of the HTTP/2 module), each with `H2WebSockets on` and
+`ProxyPass /ws/ http://127.0.0.1:PORT/ upgrade=websocket` to one shared
+WebSocket backend (test/h2x/ws_backend.py, python3-websockets).  The client
+is a raw HTTP/2 client (python3-h2) over h2c, on one connection per module:
+
+- latency: a 16-byte text message to /ws/echo and back, one at a time,
+  --messages times; median and 99th percentile of the round trip;
+- throughput: /ws/bulk/N, the backend sends --bytes bytes in 64 KiB
+  binary messages; MB/s from the 200 to the end of the stream.
+
+Repetitions are interleaved (A B, then B A, ...); the table shows the
+median over repetitions and the ratio mod_h2x / mod_http2 (below 1 is
+better for latency, above 1 for throughput).  Benchmarks are not tests:
+nothing here passes or fails.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from server import (MODULES, REPO, Server, free_ports, make_cert,  # noqa: E402
+                    snapshot_modules)
+
+BACKEND = os.path.join(REPO, "test", "h2x", "ws_backend.py")
+MODDIR = "/usr/lib/apache2/modules"
+
+
+def log(msg):
+    print(f"[websocket] {msg}", file=sys.stderr, flush=True)
+
+
+def ws_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame, FIN, masked with the all-zero key (valid, RFC 6455
+    §5.3, and no XOR to compute)."""
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    return head + b"\0\0\0\0" + payload
+
+
+class Client:
+    """One h2c connection with a large receive window."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False,
+            normalize_outbound_headers=False))
+        self.conn.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24})
+        self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(1 << 30)
+        self.flush()
+        self.data = {}
+        self.ended = set()
+        self.status = {}
+
+    def flush(self):
+        out = self.conn.data_to_send()
+        if out:
+            self.sock.sendall(out)
+
+    def pump(self, timeout=30.0):
+        self.sock.settimeout(timeout)
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        for ev in self.conn.receive_data(chunk):
+            if isinstance(ev, h2.events.ResponseReceived):
+                self.status[ev.stream_id] = dict(ev.headers).get(":status")
+            elif isinstance(ev, h2.events.DataReceived):
+                self.data.setdefault(ev.stream_id, bytearray()).extend(ev.data)
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                self.ended.add(ev.stream_id)
+        self.flush()
+
+    def connect_ws(self, path: str) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                     (":scheme", "http"), (":authority", "localhost"),
+                                     (":path", path), ("sec-websocket-version", "13")])
+        self.flush()
+        while sid not in self.status and sid not in self.ended:
+            self.pump()
+        if self.status.get(sid) != "200":
+            raise RuntimeError(f"CONNECT {path}: status {self.status.get(sid)}")
+        return sid
+
+    def close(self):
+        try:
+            self.conn.close_connection()
+            self.flush()
+        except Exception:
+            pass
+        self.sock.close()
+
+
+def latency(port: int, messages: int):
+    c = Client(port)
+    try:
+        sid = c.connect_ws("/ws/echo")
+        msg = ws_frame(0x1, b"0123456789abcdef")
+        rtts = []
+        for _ in range(messages):
+            c.data[sid] = bytearray()
+            t0 = time.perf_counter()
+            c.conn.send_data(sid, msg)
+            c.flush()
+            while len(c.data.get(sid, b"")) < 18:
+                c.pump()
+            rtts.append(time.perf_counter() - t0)
+        rtts.sort()
+        return statistics.median(rtts) * 1e3, rtts[int(len(rtts) * 0.99) - 1] * 1e3
+    finally:
+        c.close()
+
+
+def throughput(port: int, nbytes: int):
+    c = Client(port)
+    try:
+        t0 = time.perf_counter()
+        sid = c.connect_ws(f"/ws/bulk/{nbytes}")
+        while sid not in c.ended:
+            c.pump()
+        elapsed = time.perf_counter() - t0
+        got = len(c.data.get(sid, b""))
+        if got < nbytes:
+            raise RuntimeError(f"bulk: {got} of {nbytes} bytes")
+        return nbytes / elapsed / 1e6
+    finally:
+        c.close()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=1000)
+    ap.add_argument("--bytes", type=int, default=100_000_000)
+    ap.add_argument("--no-build", action="store_true")
+    opts = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not opts.no_build:
+        subprocess.run(["make"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+
+    workdir = tempfile.mkdtemp(prefix="h2xws-")
+    servers = {}
+    backend = None
+    try:
+        os.chmod(workdir, 0o755)
+        docroot = os.path.join(workdir, "htdocs")
+        os.makedirs(docroot)
+        os.chmod(docroot, 0o755)
+        events = os.path.join(workdir, "events")
+        (port,) = free_ports(1)
+        backend = subprocess.Popen(["/usr/bin/python3", BACKEND, str(port), events],
+                                   stdout=subprocess.PIPE)
+        if backend.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the WebSocket backend did not start")
+        cert, key = make_cert(workdir)
+        so_paths = snapshot_modules(workdir)
+        values = {"TIMEOUT": "30", "CERT": cert, "KEY": key, "TEST_MODULE": "",
+                  "EXTRA": "\n".join([
+                      f"LoadModule proxy_module {MODDIR}/mod_proxy.so",
+                      f"LoadModule proxy_http_module {MODDIR}/mod_proxy_http.so",
+                      "H2WebSockets on",
+                      f'ProxyPass "/ws/" "http://127.0.0.1:{port}/" upgrade=websocket timeout=30',
+                  ])}
+        for module in MODULES:
+            s = Server(module, workdir, docroot, docroot, values, pin_cpu=None,
+                       so_path=so_paths[module])
+            servers[module] = s
+            s.start()
+            log(f"{module}: pid {s.pid}, h2c {s.http_port}")
+        results = {m: {"p50": [], "p99": [], "mbps": []} for m in servers}
+        order = list(servers)
+        for rep in range(opts.reps):
+            for module in (order if rep % 2 == 0 else order[::-1]):
+                s = servers[module]
+                p50, p99 = latency(s.http_port, opts.messages)
+                mbps = throughput(s.http_port, opts.bytes)
+                results[module]["p50"].append(p50)
+                results[module]["p99"].append(p99)
+                results[module]["mbps"].append(mbps)
+                log(f"rep {rep + 1} {module:9}: rtt median {p50:.3f} ms, p99 {p99:.3f} ms, "
+                    f"{mbps:.1f} MB/s")
+    finally:
+        for s in servers.values():
+            s.stop()
+        if backend:
+            backend.terminate()
+            backend.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    a, b = "mod_h2x", "mod_http2"
+    med = {m: {k: statistics.median(v) for k, v in r.items()} for m, r in results.items()}
+    print(f"WebSockets over HTTP/2, h2c, {opts.reps} interleaved repetitions, "
+          f"{opts.messages} messages, {opts.bytes} bytes")
+    print()
+    print(f"| measure | {a} | {b} | ratio {a}/{b} |")
+    print("|---|---|---|---|")
+    for key, label, unit in (("p50", "round trip, median", "ms"),
+                             ("p99", "round trip, p99", "ms"),
+                             ("mbps", "bulk throughput", "MB/s")):
+        print(f"| {label} | {med[a][key]:.3f} {unit} | {med[b][key]:.3f} {unit} | "
+              f"{med[a][key] / med[b][key]:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
