@@ -63,7 +63,12 @@ apr_pool_t *thread_root_pool() noexcept
         }
         /* Keep at most this much freed memory per worker thread. */
         apr_allocator_max_free_set(allocator, ap_max_mem_free ? ap_max_mem_free : 1024 * 1024);
-        if (apr_pool_create_ex(&t_pool.pool, nullptr, nullptr, allocator) != APR_SUCCESS) {
+        /* Unmanaged: not a child of APR's global pool. The thread's exit
+         * destroys it (~ThreadPool); as a child of the global pool it
+         * would be destroyed a second time when a child process exits
+         * (apr_terminate()) while its detached workers are still
+         * finishing - a segfault at shutdown. */
+        if (apr_pool_create_unmanaged_ex(&t_pool.pool, nullptr, allocator) != APR_SUCCESS) {
             apr_allocator_destroy(allocator);
             t_pool.pool = nullptr;
             return nullptr;
