@@ -10,6 +10,7 @@ many sockets on one connection stay independent.
 """
 
 import os
+import shutil
 import struct
 import subprocess
 import time
@@ -279,6 +280,41 @@ def test_h2x_800_10_stop_with_open_sockets(ws_server, frame_client):
     ws_server.start()
     assert elapsed < 4, elapsed
     assert not [ln for ln in ws_server.error_log_lines() if "AH00045" in ln]
+
+
+CHROMIUM_PAGE = """<!doctype html>
+<html><head><title>waiting</title></head><body>
+<script>
+const ws = new WebSocket("wss://" + location.host + "/ws/echo");
+ws.onopen = () => ws.send("hello from chromium");
+ws.onmessage = (e) => { document.body.setAttribute("data-echo", e.data); ws.close(); };
+ws.onerror = () => { document.body.setAttribute("data-echo", "ERROR"); };
+</script>
+</body></html>
+"""
+
+
+def test_h2x_800_11_chromium(ws_server, tmp_path):
+    """Headless Chromium (Debian's chromium) loads a page over h2 (TLS) and
+    opens a WebSocket from it: the socket goes over the same HTTP/2
+    connection (the access log has the handshake as HTTP/2.0, not an
+    HTTP/1.1 upgrade) and the message echoes."""
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.skip("optional external tool missing: chromium (scripts/install-deps installs it)")
+    with open(os.path.join(ws_server.docroot, "wstest.html"), "w") as f:
+        f.write(CHROMIUM_PAGE)
+    proc = subprocess.run(
+        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--ignore-certificate-errors", f"--user-data-dir={tmp_path}",
+         "--virtual-time-budget=15000", "--dump-dom",
+         ws_server.url("/wstest.html", tls=True)],
+        capture_output=True, timeout=90)
+    dom = proc.stdout.decode(errors="replace")
+    assert 'data-echo="hello from chromium"' in dom, (dom[-2000:], proc.stderr[-2000:])
+    lines = [ln for ln in ws_server.access_log_lines() if "/ws/echo" in ln]
+    assert lines, ws_server.access_log_lines()[-5:]
+    assert all("HTTP/2.0" in ln for ln in lines), lines
 
 
 def test_h2x_800_99_setting_absent_when_off(httpd, frame_client):
