@@ -428,7 +428,7 @@ apr_status_t ws_take_handshake(C2Task *task, NetOutCtx *ctx, Head *interim) noex
         task->body_bytes += static_cast<apr_off_t>(ctx->interim->size());
         ctx->pending->append(*ctx->interim);
         ctx->interim->clear();
-        return net_out_push(task, ctx, nullptr, false, true);
+        return net_out_push(task, ctx, nullptr, false);
     }
     /* No WebSocket behind it: the handler's tunnel must stop. */
     task->header_only = true;
@@ -660,9 +660,11 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
     }
     if (rv == APR_SUCCESS && (push_now || !ctx->pending->empty() || !ctx->heads->empty()
                               || has_trailers)) {
-        /* A WebSocket's messages leave as the tunnel hands them over. */
-        rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, false,
-                          flushed || task->ws_open);
+        /* A WebSocket's messages leave as the tunnel hands them over: c1
+         * never holds them back (Session::on_data_read()), so they need no
+         * FLUSH, and c1 is woken only when it may be waiting - bytes added
+         * to bytes it has not taken yet travel with them. */
+        rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, false, flushed);
     }
     if (rv != APR_SUCCESS) {
         apr_brigade_cleanup(bb);

@@ -396,6 +396,11 @@ int Session::on_begin_headers(const nghttp2_frame *frame) noexcept
  * its side, or is asked to after a grace (stop_unread_body()). */
 void Session::check_ws_shutdown() noexcept
 {
+    apr_time_t now = apr_time_now();
+    if (now - ws_checked_ < apr_time_from_msec(50)) {
+        return;
+    }
+    ws_checked_ = now;
     for (auto &kv : streams_) {
         Stream *s = kv.second.get();
         if (!s->task || !s->task->websocket || s->ws_out_shut || s->closed
@@ -691,7 +696,7 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
     if (!s || !s->out) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    if (output_hold_ > 0 && !s->c2_done) {
+    if (output_hold_ > 0 && !s->c2_done && !(s->task && s->task->websocket)) {
         /* H2OutputBuffering: a frame shorter than it could be, with the end
          * not yet known, waits a moment for more data or the end, so that
          * END_STREAM can ride this DATA frame instead of a zero-length one

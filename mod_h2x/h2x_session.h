@@ -116,6 +116,7 @@ class Session {
     int padding_bits_ = 0;          /* H2Padding */
     bool tls_ = false;              /* h2 over TLS */
     bool ws_seen_ = false;          /* a WebSocket stream was opened here */
+    apr_time_t ws_checked_ = 0;     /* last check_ws_shutdown() */
     apr_interval_time_t output_hold_ = 0; /* H2OutputBuffering: short-frame hold */
     apr_int64_t tls_warmup_size_ = 0;   /* H2TLSWarmUpSize */
     apr_interval_time_t tls_cooldown_ = 0; /* H2TLSCoolDownSecs */

@@ -24,7 +24,7 @@ def test_h2x_531_05_prefork_stop_with_h2_connection(httpd, frame_client, rep):
     c.close()
     t0 = time.monotonic()
     try:
-        httpd.stop(timeout=8)
+        httpd.stop(timeout=8, settle=0)
         error = None
     except HttpdError as e:
         error = str(e)

@@ -275,7 +275,7 @@ def test_h2x_800_10_stop_with_open_sockets(ws_server, frame_client):
         assert wait_status(c, sid) == 200
         c.expect_open(sid)
     t0 = time.monotonic()
-    ws_server.stop(timeout=8)
+    ws_server.stop(timeout=8, settle=0)
     elapsed = time.monotonic() - t0
     ws_server.start()
     assert elapsed < 4, elapsed
