@@ -23,7 +23,6 @@ import shutil
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -39,26 +38,15 @@ sys.path.insert(0, HERE)
 from server import (MODULES, REPO, Server, free_ports, make_cert,  # noqa: E402
                     snapshot_modules)
 
+sys.path.insert(0, os.path.join(REPO, "test"))
+from h2x.wsframes import TEXT, frame_overhead, ws_frame  # noqa: E402
+
 BACKEND = os.path.join(REPO, "test", "h2x", "ws_backend.py")
 MODDIR = "/usr/lib/apache2/modules"
 
 
 def log(msg):
     print(f"[websocket] {msg}", file=sys.stderr, flush=True)
-
-
-def ws_frame(opcode: int, payload: bytes) -> bytes:
-    """A client frame, FIN, masked with the all-zero key (valid, RFC 6455
-    §5.3, and no XOR to compute)."""
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack(">H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
-    return head + b"\0\0\0\0" + payload
 
 
 class Client:
@@ -123,7 +111,7 @@ def latency(port: int, messages: int):
     c = Client(port)
     try:
         sid = c.connect_ws("/ws/echo")
-        msg = ws_frame(0x1, b"0123456789abcdef")
+        msg = ws_frame(TEXT, b"0123456789abcdef", mask=b"\0\0\0\0")
         rtts = []
         for _ in range(messages):
             c.data[sid] = bytearray()
@@ -137,11 +125,6 @@ def latency(port: int, messages: int):
         return statistics.median(rtts) * 1e3, rtts[int(len(rtts) * 0.99) - 1] * 1e3
     finally:
         c.close()
-
-
-def frame_overhead(n: int) -> int:
-    """Header bytes of an unmasked server frame with n payload bytes."""
-    return 2 if n < 126 else 4 if n < 65536 else 10
 
 
 def throughput(port: int, nbytes: int):
