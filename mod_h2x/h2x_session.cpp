@@ -509,11 +509,12 @@ void Session::schedule(Stream *s) noexcept
     s->task.reset(new C2Task(c1_, server_, mplx, id, &s->request, s->in.get(), s->out.get()));
     if (s->task->websocket) {
         ws_seen_ = true;
-    }
-    if (s->task->websocket && s->in) {
-        /* The WebSocket tunnel polls a pipe for the stream's input (h2x_ws.h). */
-        C2Task *task = s->task.get();
-        s->in->set_notify([task] { task->ws_wake.wake(); });
+        if (s->in) {
+            /* The tunnel polls the task's socket pair for the stream's
+             * input (h2x_ws.h): every change of the input wakes it. */
+            C2Task *task = s->task.get();
+            s->in->set_notify([task] { task->ws_wake.wake(); });
+        }
     }
     s->scheduled = true;
     status_.stream_started(id, req.method + " " + req.path);
@@ -705,7 +706,7 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
          * pausing, a streaming handler) is never held. */
         Beam::State st = s->out->state();
         if (st.end == BeamEnd::OPEN && st.buffered < length && !st.has_trailers
-            && !st.flushed && !s->ws_out_shut) {
+            && !st.flushed) {
             apr_time_t now = apr_time_now();
             if (!s->hold_until) {
                 s->hold_until = now + output_hold_;
