@@ -453,8 +453,12 @@ class Httpd:
         while time.monotonic() < deadline:
             busy = self._busy_workers()
             if busy is None or busy <= 1:
-                return
+                break
             time.sleep(0.1)
+        # Our own probe's connection must be gone too: a connection in
+        # lingering close when the stop comes makes the event MPM log
+        # AH03092 (apr_pollset_add: Bad file descriptor).
+        time.sleep(0.3)
 
     def stop(self, timeout: float = 10.0, settle: float = 2.0):
         """Stop httpd (SIGTERM to the parent) and wait until it is gone.
