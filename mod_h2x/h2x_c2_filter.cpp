@@ -213,6 +213,19 @@ Head make_head(request_rec *r) noexcept
     return head;
 }
 
+/* The response cannot go out: the stream is reset for `reason`, the
+ * handler's writes fail from here on. */
+apr_status_t abort_response(ap_filter_t *f, apr_bucket_brigade *bb, AbortReason reason) noexcept
+{
+    C2Task *task = task_of(f->c);
+    if (task) {
+        task->out->abort(reason);
+    }
+    apr_brigade_cleanup(bb);
+    f->c->aborted = 1;
+    return APR_ECONNABORTED;
+}
+
 apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
 {
     request_rec *r = f->r;
@@ -228,13 +241,7 @@ apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                 /* mod_ssl wants client-certificate renegotiation, which
                  * HTTP/2 forbids (RFC 9113 §9.2.1): ask the client to
                  * retry over HTTP/1.1. */
-                C2Task *task = task_of(f->c);
-                if (task) {
-                    task->out->abort(AbortReason::HTTP11_REQUIRED);
-                }
-                apr_brigade_cleanup(bb);
-                f->c->aborted = 1;
-                return APR_ECONNABORTED;
+                return abort_response(f, bb, AbortReason::HTTP11_REQUIRED);
             }
         }
         /* An error bucket before the head: answer with that error, as
@@ -256,13 +263,7 @@ apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, H2XLOGNO(10027)
                           "h2x_c2(%s): response field '%s' has invalid characters; "
                           "resetting the stream", f->c->log_id, bad->first.c_str());
-            C2Task *task = task_of(f->c);
-            if (task) {
-                task->out->abort(AbortReason::HANDLER_ERROR);
-            }
-            apr_brigade_cleanup(bb);
-            f->c->aborted = 1;
-            return APR_ECONNABORTED;
+            return abort_response(f, bb, AbortReason::HANDLER_ERROR);
         }
         ctx->header_only = r->header_only || response_is_header_only(head.status);
         APR_BRIGADE_INSERT_HEAD(bb, bucket_head_create(f->c->bucket_alloc, HeadKind::RESPONSE,

@@ -6,14 +6,12 @@
 #include <cerrno>
 #include <cstring>
 
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <apr_base64.h>
 #include <apr_optional.h>
 #include <apr_poll.h>
-#include <apr_portable.h>
 #include <apr_sha1.h>
 #include <apr_strings.h>
 
