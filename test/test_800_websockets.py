@@ -245,10 +245,20 @@ def test_h2x_800_10_stop_with_open_sockets(ws_server, frame_client):
 CHROMIUM_PAGE = """<!doctype html>
 <html><head><title>waiting</title></head><body>
 <script>
+// --virtual-time-budget lets virtual time run ahead whenever no fetch is
+// pending, and an open WebSocket is not a fetch: on a slow server (a
+// sanitizer build) the budget ran out before the echo came back.  Keep a
+// slow fetch in flight until the socket has answered (at most ~20 s).
+let done = false;
 const ws = new WebSocket("wss://" + location.host + "/ws/echo");
 ws.onopen = () => ws.send("hello from chromium");
-ws.onmessage = (e) => { document.body.setAttribute("data-echo", e.data); ws.close(); };
-ws.onerror = () => { document.body.setAttribute("data-echo", "ERROR"); };
+ws.onmessage = (e) => { document.body.setAttribute("data-echo", e.data); done = true; ws.close(); };
+ws.onerror = () => { document.body.setAttribute("data-echo", "ERROR"); done = true; };
+(async () => {
+  for (let i = 0; i < 40 && !done; i++) {
+    try { await (await fetch("/cgi-bin/slow.py?ms=100&s=0.5")).text(); } catch (e) {}
+  }
+})();
 </script>
 </body></html>
 """
