@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cstring>
+
+#include <unistd.h>
 
 namespace h2x {
 
@@ -22,6 +25,34 @@ const char *abort_reason_name(AbortReason reason) noexcept
     }
     return "?";
 }
+
+FileRef::~FileRef()
+{
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+}
+
+namespace {
+
+/* pread until `len` bytes are in; false on an error or an early end of file. */
+bool pread_all(int fd, char *buf, std::size_t len, std::uint64_t offset) noexcept
+{
+    std::size_t done = 0;
+    while (done < len) {
+        ssize_t n = ::pread(fd, buf + done, len - done, static_cast<off_t>(offset + done));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+} // namespace
 
 Beam::Beam(const char *tag, std::size_t max_buffer) noexcept
     : tag_(tag), max_buffer_(max_buffer ? max_buffer : 1)
@@ -65,18 +96,19 @@ SendResult Beam::send(std::vector<Head> *heads, const char *data, std::size_t le
 }
 
 SendResult Beam::send(std::vector<Head> *heads, std::string *body, Head *trailers, bool eos,
-                      apr_interval_time_t timeout, bool flush) noexcept
+                      apr_interval_time_t timeout, bool flush, FileRange *file) noexcept
 {
     std::size_t len = body ? body->size() : 0;
+    std::size_t file_len = file && file->file ? file->len : 0;
     std::unique_lock<std::mutex> lock(lock_);
-    if (timeout > 0 && len > 0 && buffered_ >= max_buffer_) {
+    if (timeout > 0 && len > 0 && in_memory_ >= max_buffer_) {
         /* Full: wait until the receiver drained half of it (one wake-up
          * per half buffer, not per frame the receiver takes). */
         auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(timeout);
         sender_waiting_ = true;
-        while (end_ == BeamEnd::OPEN && buffered_ > max_buffer_ / 2) {
+        while (end_ == BeamEnd::OPEN && in_memory_ > max_buffer_ / 2) {
             if (cond_.wait_until(lock, deadline) == std::cv_status::timeout
-                && end_ == BeamEnd::OPEN && buffered_ > max_buffer_ / 2) {
+                && end_ == BeamEnd::OPEN && in_memory_ > max_buffer_ / 2) {
                 sender_waiting_ = false;
                 return SendResult::TIMED_OUT;
             }
@@ -97,14 +129,24 @@ SendResult Beam::send(std::vector<Head> *heads, std::string *body, Head *trailer
         heads->clear();
         wake = true;
     }
-    if (len) {
+    if (len + file_len) {
         /* Also when the buffer fills a frame: a receiver holding a short
          * frame back sends it now. */
-        wake = wake || buffered_ == 0 || (buffered_ < FRAME_WORTH && buffered_ + len >= FRAME_WORTH);
-        chunks_.push_back(std::move(*body));
-        body->clear();
-        buffered_ += len;
-        sent_total_ += len;
+        std::size_t total = len + file_len;
+        wake = wake || buffered_ == 0
+               || (buffered_ < FRAME_WORTH && buffered_ + total >= FRAME_WORTH);
+        if (len) {
+            chunks_.emplace_back();
+            chunks_.back().bytes = std::move(*body);
+            body->clear();
+            in_memory_ += len;
+        }
+        if (file_len) {
+            chunks_.emplace_back();
+            chunks_.back().file = std::move(*file);
+        }
+        buffered_ += total;
+        sent_total_ += total;
     }
     if (flush && flushed_upto_ != sent_total_) {
         /* A receiver holding the unflushed bytes back sends them now. */
@@ -142,21 +184,52 @@ void Beam::abort(AbortReason reason) noexcept
         return;
     }
     set_end(BeamEnd::ABORTED, reason);
-    /* An aborted beam delivers nothing more. */
+    drop_body();
+    signal(lock);
+}
+
+void Beam::drop_body() noexcept
+{
+    /* An aborted beam delivers nothing more (and closes its files). */
     chunks_.clear();
     chunk_off_ = 0;
     buffered_ = 0;
-    signal(lock);
+    in_memory_ = 0;
 }
 
 std::size_t Beam::read_data(char *buf, std::size_t max, State *after) noexcept
 {
     std::unique_lock<std::mutex> lock(lock_);
     std::size_t n = 0;
+    std::size_t from_memory = 0;
     while (n < max && !chunks_.empty()) {
-        std::string &front = chunks_.front();
+        Piece &front = chunks_.front();
         std::size_t take = std::min(max - n, front.size() - chunk_off_);
-        std::memcpy(buf + n, front.data() + chunk_off_, take);
+        if (front.file.file) {
+            if (!pread_all(front.file.file->fd(), buf + n, take, front.file.offset + chunk_off_)) {
+                int err = errno;
+                ap_log_error(APLOG_MARK, APLOG_ERR, err ? err : APR_EOF, nullptr,
+                             H2XLOGNO(10036) "beam %s: cannot read %lu bytes of the "
+                             "response's file at offset %llu (changed or truncated while "
+                             "being sent?): resetting the stream", tag_,
+                             static_cast<unsigned long>(take),
+                             static_cast<unsigned long long>(front.file.offset + chunk_off_));
+                /* Whatever the sender said, this body is not whole. */
+                end_ = BeamEnd::ABORTED;
+                reason_ = AbortReason::HANDLER_ERROR;
+                received_ += n;
+                drop_body();
+                cond_.notify_all();
+                if (after) {
+                    *after = state_locked();
+                }
+                return n;
+            }
+        }
+        else {
+            std::memcpy(buf + n, front.bytes.data() + chunk_off_, take);
+            from_memory += take;
+        }
         n += take;
         chunk_off_ += take;
         if (chunk_off_ == front.size()) {
@@ -166,8 +239,9 @@ std::size_t Beam::read_data(char *buf, std::size_t max, State *after) noexcept
     }
     if (n) {
         buffered_ -= n;
+        in_memory_ -= from_memory;
         received_ += n;
-        if (sender_waiting_ ? buffered_ <= max_buffer_ / 2 : false) {
+        if (sender_waiting_ ? in_memory_ <= max_buffer_ / 2 : false) {
             cond_.notify_all(); /* a sender blocked on a full beam may go on */
         }
     }

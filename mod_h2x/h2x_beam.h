@@ -12,7 +12,12 @@
  * Body bytes are copied into the beam (no bucket crosses threads), which
  * keeps ownership trivial; the buffered amount is bounded by `max_buffer`,
  * the sender blocks (with an IO timeout) while the beam is full, until
- * half of it is drained.
+ * half of it is drained. A file's bytes may instead travel as a FileRange:
+ * the beam holds its own descriptor of the file (FileRef, a dup the sender
+ * made) and the receiver preads from it, so a static file costs neither a
+ * copy in the worker nor buffer memory, and its worker is free as soon as
+ * the range is handed over. File bytes do not count against max_buffer
+ * (they take no memory); they do count as `buffered`.
  *
  * Every transition calls the notifier (set_notify()) after the lock is
  * released; the receiver re-reads the state under the lock (level-triggered,
@@ -37,6 +42,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -52,6 +58,27 @@ using Fields = std::vector<std::pair<std::string, std::string>>;
 struct Head {
     int status = 0;
     Fields fields;
+};
+
+/* An open file descriptor owned by the beam pieces that refer to it;
+ * closed when the last of them goes (on whichever thread drops it). */
+class FileRef {
+  public:
+    explicit FileRef(int fd) noexcept : fd_(fd) {}
+    ~FileRef();
+    FileRef(const FileRef &) = delete;
+    FileRef &operator=(const FileRef &) = delete;
+    int fd() const noexcept { return fd_; }
+
+  private:
+    int fd_;
+};
+
+/* `len` bytes of `file` from `offset`. */
+struct FileRange {
+    std::shared_ptr<FileRef> file;
+    std::uint64_t offset = 0;
+    std::size_t len = 0;
 };
 
 enum class BeamEnd { OPEN, COMPLETE, ABORTED };
@@ -90,9 +117,11 @@ class Beam {
                     Head *trailers, bool eos, apr_interval_time_t timeout) noexcept;
     /* The same, taking `body`'s bytes without copying (it is left empty).
      * `flush`: the handler flushed - every byte sent so far should leave
-     * now, not wait to be coalesced with more (State::flushed). */
+     * now, not wait to be coalesced with more (State::flushed). `file`: a
+     * file range that follows `body` (moved from; never blocks the sender). */
     SendResult send(std::vector<Head> *heads, std::string *body, Head *trailers, bool eos,
-                    apr_interval_time_t timeout, bool flush = false) noexcept;
+                    apr_interval_time_t timeout, bool flush = false,
+                    FileRange *file = nullptr) noexcept;
     /* The terminal state ABORTED. Either side may call it. */
     void abort(AbortReason reason) noexcept;
 
@@ -111,7 +140,9 @@ class Beam {
     static constexpr std::size_t FRAME_WORTH = 16384;
     /* Take the queued heads and read the state in one locked step. */
     State take_heads(std::vector<Head> *heads) noexcept;
-    /* Copy up to `max` body bytes out; `after` gets the state that follows. */
+    /* Copy up to `max` body bytes out; `after` gets the state that follows.
+     * A file that can no longer be read (truncated under us) aborts the
+     * beam (HANDLER_ERROR) and the bytes read stop short. */
     std::size_t read_data(char *buf, std::size_t max, State *after) noexcept;
     /* Block until body bytes, trailers or an end are there, or `timeout`
      * passes (<= 0: wait without limit). Returns false on timeout. */
@@ -124,15 +155,23 @@ class Beam {
   private:
     void signal(std::unique_lock<std::mutex> &lock) noexcept;
     void set_end(BeamEnd end, AbortReason reason) noexcept; /* under lock_ */
+    void drop_body() noexcept;                              /* under lock_ */
     State state_locked() const noexcept;
 
     const char *tag_;
     const std::size_t max_buffer_;
     mutable std::mutex lock_;
     std::condition_variable cond_;      /* any transition */
-    std::deque<std::string> chunks_;    /* under lock_: body bytes */
+    /* A piece of body: bytes held in memory, or a file range. */
+    struct Piece {
+        std::string bytes;
+        FileRange file;
+        std::size_t size() const noexcept { return file.file ? file.len : bytes.size(); }
+    };
+    std::deque<Piece> chunks_;          /* under lock_: body pieces */
     std::size_t chunk_off_ = 0;         /* under lock_: offset in chunks_.front() */
-    std::size_t buffered_ = 0;          /* under lock_ */
+    std::size_t buffered_ = 0;          /* under lock_: body bytes, file ranges included */
+    std::size_t in_memory_ = 0;         /* under lock_: the part of buffered_ held in memory */
     std::vector<Head> heads_;           /* under lock_ */
     Head trailers_;                     /* under lock_ */
     bool has_trailers_ = false;         /* under lock_ */

@@ -6,6 +6,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+
+#include <fcntl.h>
 
 #include <unistd.h>
 #include <string>
@@ -300,10 +303,18 @@ apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
 /* Body bytes travel into the beam in pieces of up to this size. */
 constexpr std::size_t CHUNK_MAX = 64 * 1024;
 
+/* File buckets at least this long go into the beam as file ranges (no
+ * copy); shorter ones are cheaper to copy than to dup a descriptor for. */
+constexpr apr_size_t FILE_RANGE_MIN = 16 * 1024;
+
 struct NetOutCtx {
     std::string *interim; /* HTTP/1 text of 1xx responses, until complete */
     std::string *pending; /* body bytes not yet in the beam */
     std::vector<Head> *heads;
+    /* The beam's descriptor for the file last passed as a range, so that
+     * the pieces of one file share one dup. */
+    apr_file_t *last_file;
+    std::shared_ptr<FileRef> *last_ref;
 };
 
 apr_status_t net_out_cleanup(void *data) noexcept
@@ -312,7 +323,31 @@ apr_status_t net_out_cleanup(void *data) noexcept
     delete ctx->interim;
     delete ctx->pending;
     delete ctx->heads;
+    delete ctx->last_ref;
     return APR_SUCCESS;
+}
+
+/* The file range of a file bucket, with a descriptor the beam owns: the
+ * handler may close its file as soon as the bucket is gone (H2CopyFiles). */
+bool file_range_of(NetOutCtx *ctx, apr_bucket *b, FileRange *range) noexcept
+{
+    auto *fb = static_cast<apr_bucket_file *>(b->data);
+    if (ctx->last_file != fb->fd || !*ctx->last_ref) {
+        apr_os_file_t fd;
+        if (apr_os_file_get(&fd, fb->fd) != APR_SUCCESS) {
+            return false;
+        }
+        int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (dup < 0) {
+            return false;
+        }
+        *ctx->last_ref = std::make_shared<FileRef>(dup);
+        ctx->last_file = fb->fd;
+    }
+    range->file = *ctx->last_ref;
+    range->offset = static_cast<std::uint64_t>(b->start);
+    range->len = b->length;
+    return true;
 }
 
 /* Parses "HTTP/1.1 103 Early Hints\r\nLink: ...\r\n\r\n" as written by
@@ -351,9 +386,10 @@ bool parse_interim(std::string *text, Head *head) noexcept
 /* Moves what is pending into the beam. Returns APR_SUCCESS, APR_TIMEUP or
  * APR_ECONNABORTED. */
 apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos,
-                          bool flush = false) noexcept
+                          bool flush = false, FileRange *file = nullptr) noexcept
 {
-    apr_off_t n = body_length(static_cast<apr_off_t>(ctx->pending->size()));
+    std::size_t file_len = file ? file->len : 0;
+    apr_off_t n = body_length(static_cast<apr_off_t>(ctx->pending->size() + file_len));
     for (const Head &h : *ctx->heads) {
         n += head_length(h);
     }
@@ -365,7 +401,7 @@ apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos
         g_logio_out(task->c2, n);
     }
     SendResult res = task->out->send(ctx->heads, ctx->pending, trailers, eos, task->timeout,
-                                     flush);
+                                     flush, file);
     ctx->pending->clear();
     ctx->pending->reserve(CHUNK_MAX);
     switch (res) {
@@ -452,6 +488,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         ctx->interim = new std::string();
         ctx->pending = new std::string();
         ctx->heads = new std::vector<Head>();
+        ctx->last_ref = new std::shared_ptr<FileRef>();
         apr_pool_cleanup_register(c->pool, ctx, net_out_cleanup, apr_pool_cleanup_null);
         f->ctx = ctx;
     }
@@ -570,6 +607,21 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         }
         else if (APR_BUCKET_IS_METADATA(b)) {
             apr_bucket_delete(b);
+        }
+        else if (APR_BUCKET_IS_FILE(b) && task->final_head && b->length >= FILE_RANGE_MIN
+                 && !(task->r && copy_files_enabled(task->r))) {
+            /* H2CopyFiles off: the file travels as a range of a descriptor
+             * the beam owns (h2x_beam.h); c1 reads it as it sends, the
+             * worker neither copies it nor waits for the client to take it. */
+            FileRange range;
+            if (!file_range_of(ctx, b, &range)) {
+                rv = APR_EGENERAL;
+                break;
+            }
+            task->body_bytes += static_cast<apr_off_t>(b->length);
+            apr_bucket_delete(b);
+            rv = net_out_push(task, ctx, nullptr, false, false, &range);
+            push_now = false;
         }
         else if (APR_BUCKET_IS_FILE(b) && task->final_head && b->length > 0) {
             /* A file's bytes are read straight into the chunk that goes into
