@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include <time.h>
+
 #include <mpm_common.h>
 
 namespace h2x {
@@ -155,7 +157,23 @@ Workers::Stats Workers::stats() noexcept
 apr_status_t Workers::shutdown(void *data) noexcept
 {
     auto *w = static_cast<Workers *>(data);
-    std::unique_lock<std::mutex> lock(w->lock_);
+    /* Under prefork this runs inside the child's SIGTERM handler (httpd's
+     * just_die destroys pchild there), on the thread the signal
+     * interrupted - which may be a c1 inside submit() or cancel(), holding
+     * lock_. Blocking on lock_ would then never return and the child would
+     * hang until the parent's SIGKILL. So only try for a bounded time; if
+     * the lock stays taken, the process is on its way out: leave the
+     * threads to the exit. */
+    std::unique_lock<std::mutex> lock(w->lock_, std::defer_lock);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    while (!lock.try_lock()) {
+        if (std::chrono::steady_clock::now() > give_up) {
+            g_workers = nullptr;
+            return APR_SUCCESS;
+        }
+        struct timespec pause = {0, 1000000}; /* nanosleep: async-signal-safe */
+        nanosleep(&pause, nullptr);
+    }
     w->shutdown_ = true;
     while (!w->queue_.empty()) {
         Task *task = w->queue_.front();
