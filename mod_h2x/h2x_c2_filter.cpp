@@ -25,6 +25,7 @@
 
 #include "h2x_bucket_head.h"
 #include "h2x_c2.h"
+#include "h2x_c2_source.h"
 #include "h2x_ws.h"
 #include "h2x_config.h"
 #include "h2x_conn_ctx.h"
@@ -669,7 +670,10 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                         break;
                     }
                 }
-                rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
+                rv = source_wait_readable(task, b);
+                if (rv == APR_SUCCESS) {
+                    rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
+                }
             }
             if (rv != APR_SUCCESS) {
                 /* The source failed, e.g. a CGI that stalled past Timeout.
@@ -1018,6 +1022,7 @@ void c2_filter_register() noexcept
                                                  AP_FTYPE_NETWORK);
     g_net_in_filter = ap_register_input_filter("H2X_C2_NET_IN", net_in_filter, nullptr,
                                                AP_FTYPE_NETWORK);
+    c2_source_register();
 }
 
 void c2_filter_child_init() noexcept
@@ -1051,6 +1056,7 @@ void c2_filter_setup_request(request_rec *r) noexcept
 {
     ap_remove_output_filter_byhandle(r->output_filters, "HTTP_HEADER");
     ap_add_output_filter_handle(g_response_filter, nullptr, r, r->connection);
+    c2_source_setup_request(r);
     C2Task *task = task_of(r->connection);
     if (task) {
         task->r = r;

@@ -9,6 +9,7 @@
  *      HTTP/1 text by ap_send_interim_response() become interim heads. It
  *      aborts the beam for an error bucket after the final head and for a
  *      body that misses its Content-Length.
+ *  H2X_SOURCE (request): see h2x_c2_source.h.
  *  H2X_C2_NET_IN (connection, AP_FTYPE_NETWORK): the request body, read from
  *      the input beam, with the stream's IO timeout.
  *

@@ -175,3 +175,46 @@ def test_h2x_330_05_connection_close_tls_and_goaway(frame_client, piddir):
     left = _wait_gone(pids)
     assert not left, f"CGIs {left} still alive {GONE_WITHIN}s after the client closed"
     _assert_serves(frame_client(tls=True))
+
+
+SILENT = "/cgi-bin/stall.py?n=100&s=30"
+# mod_cgid's daemon ends the script with SIGTERM at once. mod_cgi's
+# script is a child of the worker thread and inherits its blocked signals,
+# so the SIGTERM of APR's pool cleanup only takes at the SIGKILL 3 s later
+# (the same over HTTP/1.1): 3 s plus slack there.
+SILENT_GONE_WITHIN = {"cgid": 3.0, "cgi": 4.5}
+
+
+@pytest.mark.parametrize("cgi", ["cgid", "cgi"])
+@pytest.mark.parametrize("how", ["reset", "close"])
+def test_h2x_330_06_silent_cgi_freed_within_3s(httpd, frame_client, piddir, cgi, how):
+    """Issue 10: a CGI that writes once and then stays silent (stall.py:
+    100 bytes, then 30 s asleep) is gone within 3 s of the client's
+    RST_STREAM(CANCEL) or connection close under mod_cgid (4.5 s under
+    mod_cgi, see SILENT_GONE_WITHIN) - not after Timeout (10 s here) - and
+    its worker serves again."""
+    httpd.reconfigure(cgi=cgi, extra_global=(
+        f"Timeout 10\nH2MinWorkers 1\nH2MaxWorkers {WORKERS}\n"
+        "LogLevel warn h2x:debug h2x_test:info\n"))
+    try:
+        c = frame_client()
+        path = os.path.join(piddir, f"silent-{cgi}-{how}.pid")
+        sid = c.request("GET", f"{SILENT}&pidfile={path}")
+        assert c.run(lambda cl: len(cl.stream(sid).body) >= 100, timeout=15), c.stream(sid)
+        pid = _wait_pid(path)
+        time.sleep(0.3)                    # the worker is blocked on the silent CGI now
+        t0 = time.monotonic()
+        if how == "reset":
+            c.reset(sid, ErrorCodes.CANCEL)
+        else:
+            c.close()
+            c.expect_open(sid)
+        left = _wait_gone([pid], timeout=SILENT_GONE_WITHIN[cgi] + 2)
+        elapsed = time.monotonic() - t0
+        assert not left, f"silent CGI {pid} alive {elapsed:.1f}s after the client's {how}"
+        assert elapsed < SILENT_GONE_WITHIN[cgi], f"silent CGI ended only after {elapsed:.1f}s"
+        _assert_serves(c if how == "reset" else frame_client())
+    finally:
+        httpd.reconfigure(cgi="cgid", extra_global=(
+            f"H2MinWorkers 1\nH2MaxWorkers {WORKERS}\nLogLevel warn h2x:debug h2x_test:info\n"
+            "<Location /h2x/stream>\n    SetHandler h2x-stream\n</Location>\n"))
