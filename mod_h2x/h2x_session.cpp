@@ -102,7 +102,7 @@ int cb_on_invalid_frame_recv(nghttp2_session *, const nghttp2_frame *frame, int 
                   "h2x_session(%ld): invalid frame type %d on stream %d: %s",
                   of(ud)->c1()->id, frame->hd.type, frame->hd.stream_id,
                   nghttp2_strerror(lib_error));
-    return 0;
+    return of(ud)->on_invalid_frame_recv(frame, lib_error);
 }
 
 const char *frame_type_name(uint8_t type) noexcept
@@ -439,14 +439,21 @@ int Session::on_header(const nghttp2_frame *frame, const uint8_t *name, size_t n
                        const uint8_t *value, size_t valuelen) noexcept
 {
     Stream *s = find(frame->hd.stream_id);
-    if (!s || s->rst_submitted) {
+    if (!s) {
         return 0;
+    }
+    if (s->rst_submitted) {
+        /* The rest of this block is of no use: nghttp2 then only keeps
+         * its HPACK table in step and no longer checks every field (an
+         * HPACK bomb's thousands of 4 KB values cost ~70 ms a block
+         * otherwise). Our RST_STREAM is queued, so nghttp2 adds none. */
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     if (s->scheduled) {
         /* RFC 9113 §8.1: a trailing header block; it reaches the handler
          * as r->trailers_in, with the end of the body. */
         if (trailers_over_limits(s, namelen, valuelen)) {
-            return 0;
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         }
         std::string n(reinterpret_cast<const char *>(name), namelen);
         if (!n.empty() && n[0] != ':') {
@@ -463,7 +470,7 @@ int Session::on_header(const nghttp2_frame *frame, const uint8_t *name, size_t n
                       "(LimitRequestLine %d, LimitRequestFieldSize %d): resetting",
                       c1_->id, s->id, server_->limit_req_line, server_->limit_req_fieldsize);
         reset(s, s->request.reset_code);
-        return 0;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     if (s->request.raw_bytes > max_header_block_ && !s->request.fail_status) {
         /* H2MaxHeaderBlockLen: too large a request head. */
@@ -494,6 +501,29 @@ bool Session::trailers_over_limits(Stream *s, size_t namelen, size_t valuelen) n
     return true;
 }
 
+/* Starts the tasks of the requests that arrived in the input just read,
+ * unless the client reset them in the same read (RFC 9113 §8.1 allows the
+ * server to drop any work for a reset stream; CVE-2023-44487 made that the
+ * point: a reset right behind its HEADERS must cost no worker, no CGI). */
+void Session::start_ready() noexcept
+{
+    std::vector<int32_t> ids;
+    ids.swap(ready_);
+    for (int32_t id : ids) {
+        Stream *s = find(id);
+        if (!s || s->task) {
+            continue;
+        }
+        if (s->rst_submitted || s->closed) {
+            /* Never started: nothing to wait for. */
+            s->c2_done = true;
+            maybe_destroy(s);
+            continue;
+        }
+        start_task(s);
+    }
+}
+
 void Session::schedule(Stream *s) noexcept
 {
     Request &req = s->request;
@@ -506,7 +536,17 @@ void Session::schedule(Stream *s) noexcept
         /* Holds at most one window of data: flow control bounds it. */
         s->in.reset(new Beam("in", static_cast<std::size_t>(window_size_) + 16384));
     }
-    s->task.reset(new C2Task(c1_, server_, mplx, id, &s->request, s->in.get(), s->out.get()));
+    s->scheduled = true;
+    ready_.push_back(id);
+}
+
+/* The stream's c2 task goes to the workers (start_ready()). */
+void Session::start_task(Stream *s) noexcept
+{
+    int32_t id = s->id;
+    Request &req = s->request;
+    s->task.reset(new C2Task(c1_, server_, mplx_.get(), id, &s->request, s->in.get(),
+                             s->out.get()));
     if (s->task->websocket) {
         ws_seen_ = true;
         if (s->in) {
@@ -516,7 +556,6 @@ void Session::schedule(Stream *s) noexcept
             s->in->set_notify([task] { task->ws_wake.wake(); });
         }
     }
-    s->scheduled = true;
     status_.stream_started(id, req.method + " " + req.path);
     mplx_->c1_task_started();
     Workers *w = Workers::get();
@@ -643,7 +682,13 @@ int Session::on_frame_send(const nghttp2_frame *frame) noexcept
 {
     trace_frame("sent", frame);
     if (frame->hd.type == NGHTTP2_RST_STREAM) {
-        count_stream_error(frame->hd.stream_id, frame->rst_stream.error_code);
+        auto it = std::find(errors_counted_.begin(), errors_counted_.end(), frame->hd.stream_id);
+        if (it != errors_counted_.end()) {
+            errors_counted_.erase(it); /* counted on receipt */
+        }
+        else {
+            count_stream_error(frame->hd.stream_id, frame->rst_stream.error_code);
+        }
     }
     Stream *s = frame->hd.stream_id ? find(frame->hd.stream_id) : nullptr;
     if (!s) {
@@ -798,6 +843,24 @@ void Session::count_stream_error(int32_t id, uint32_t code) noexcept
     }
 }
 
+/* nghttp2 found a stream error in what the client sent (a WINDOW_UPDATE
+ * overflowing the stream's window, DATA after END_STREAM, ...) and queued
+ * the RST_STREAM: it counts against H2MaxStreamErrors now, not when the
+ * reset leaves - a client packing thousands of such frames into one read
+ * meets the limit within that read. */
+int Session::on_invalid_frame_recv(const nghttp2_frame *frame, int lib_error) noexcept
+{
+    int32_t id = frame->hd.stream_id;
+    if (id == 0 || lib_error == 0 || goaway_sent_) {
+        return 0;
+    }
+    if (std::find(errors_counted_.begin(), errors_counted_.end(), id) == errors_counted_.end()) {
+        errors_counted_.push_back(id);
+        count_stream_error(id, NGHTTP2_PROTOCOL_ERROR);
+    }
+    return 0;
+}
+
 /* nghttp2 refused to send a frame it had queued: a response head or
  * trailers over H2MaxHeaderBlockLen, or with a field it cannot encode.
  * nghttp2 leaves a server's stream open then; the stream must still end
@@ -890,7 +953,7 @@ void Session::abandon(Stream *s, AbortReason reason) noexcept
     if (s->out) {
         s->out->abort(reason);
     }
-    if (s->scheduled && !s->c2_done && Workers::get() && Workers::get()->cancel(s->task.get())) {
+    if (s->task && !s->c2_done && Workers::get() && Workers::get()->cancel(s->task.get())) {
         s->task->dropped();
     }
 }
@@ -1301,6 +1364,7 @@ RunResult Session::run(bool may_suspend) noexcept
         if (!read_input()) {
             break;
         }
+        start_ready();
         process_news();
         int mpm_state = AP_MPMQ_RUNNING;
         if (ap_mpm_query(AP_MPMQ_MPM_STATE, &mpm_state) == APR_SUCCESS

@@ -64,6 +64,7 @@ class Session {
     int on_frame_send(const nghttp2_frame *frame) noexcept;
     int on_frame_not_send(const nghttp2_frame *frame, int lib_error) noexcept;
     int on_stream_close(int32_t stream_id, uint32_t error_code) noexcept;
+    int on_invalid_frame_recv(const nghttp2_frame *frame, int lib_error) noexcept;
     ssize_t on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
                          uint32_t *data_flags) noexcept;
 
@@ -78,6 +79,8 @@ class Session {
     void apply(Stream *s, StreamEvent ev) noexcept;
     void set_end(Stream *s, StreamEnd end, uint32_t code) noexcept;
     void schedule(Stream *s) noexcept;
+    void start_ready() noexcept;
+    void start_task(Stream *s) noexcept;
     void process_news() noexcept;
     void process_output(Stream *s) noexcept;
     void process_input_consumed(Stream *s) noexcept;
@@ -125,6 +128,13 @@ class Session {
     std::size_t max_header_block_ = 64 * 1024; /* H2MaxHeaderBlockLen */
     int max_stream_errors_ = 8;     /* H2MaxStreamErrors, 0: no limit */
     int stream_errors_ = 0;         /* streams reset for the client's faults */
+    /* Streams whose error nghttp2 reported on receipt (counted then, not
+     * again when their RST_STREAM leaves). */
+    std::vector<int32_t> errors_counted_;
+    /* Requests complete since the last start_ready(): started once the
+     * input read so far is processed, so that a RST_STREAM right behind
+     * the HEADERS (Rapid Reset) cancels the stream before any work. */
+    std::vector<int32_t> ready_;
     int streams_opened_ = 0;        /* streams the client opened */
     bool summary_logged_ = false;
     bool handshake_done_ = false;   /* the client's first SETTINGS arrived */

@@ -59,7 +59,9 @@ def test_h2x_600_01_made_you_reset(httpd, frame_client):
             break
     assert c.goaway is not None, f"no GOAWAY after {resets} provoked resets"
     assert c.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM, c.goaway
-    assert resets == MAX_STREAM_ERRORS + 1
+    # The error that passes the limit is counted as nghttp2 reports it:
+    # its own RST_STREAM may be overtaken by the GOAWAY.
+    assert resets in (MAX_STREAM_ERRORS, MAX_STREAM_ERRORS + 1), resets
     c.expect_open()
     _good_client_served(frame_client)
 
