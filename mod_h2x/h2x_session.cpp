@@ -517,6 +517,7 @@ void Session::start_ready() noexcept
         if (s->rst_submitted || s->closed) {
             /* Never started: nothing to wait for. */
             s->c2_done = true;
+            abandon(s, AbortReason::PEER_RESET);
             maybe_destroy(s);
             continue;
         }
@@ -528,10 +529,7 @@ void Session::schedule(Stream *s) noexcept
 {
     Request &req = s->request;
     req.finish();
-    s->out.reset(new Beam("out", stream_max_mem_));
-    Mplx *mplx = mplx_.get();
     int32_t id = s->id;
-    s->out->set_notify([mplx, id] { mplx->signal(id); });
     if (!req.end_stream) {
         /* Holds at most one window of data: flow control bounds it. */
         s->in.reset(new Beam("in", static_cast<std::size_t>(window_size_) + 16384));
@@ -545,6 +543,9 @@ void Session::start_task(Stream *s) noexcept
 {
     int32_t id = s->id;
     Request &req = s->request;
+    Mplx *mplx = mplx_.get();
+    s->out.reset(new Beam("out", stream_max_mem_));
+    s->out->set_notify([mplx, id] { mplx->signal(id); });
     s->task.reset(new C2Task(c1_, server_, mplx_.get(), id, &s->request, s->in.get(),
                              s->out.get()));
     if (s->task->websocket) {
@@ -731,6 +732,12 @@ int Session::on_stream_close(int32_t stream_id, uint32_t error_code) noexcept
     }
     s->state = StreamState::CLOSED;
     abandon(s, AbortReason::CONN_GONE);
+    if (s->scheduled && !s->task) {
+        /* Closed before its task started (start_ready() skips the id):
+         * freed now, so that a burst of reset requests in one read never
+         * piles up. */
+        s->c2_done = true;
+    }
     maybe_destroy(s);
     return 0;
 }
