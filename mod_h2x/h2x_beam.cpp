@@ -101,14 +101,21 @@ SendResult Beam::send(std::vector<Head> *heads, std::string *body, Head *trailer
     std::size_t len = body ? body->size() : 0;
     std::size_t file_len = file && file->file ? file->len : 0;
     std::unique_lock<std::mutex> lock(lock_);
-    if (timeout > 0 && len > 0 && in_memory_ >= max_buffer_) {
+    auto full = [&] {
+        return (len > 0 && in_memory_ >= max_buffer_)
+               || (file_len > 0 && buffered_ - in_memory_ >= FILE_BUDGET);
+    };
+    auto drained = [&] {
+        return in_memory_ <= max_buffer_ / 2 && buffered_ - in_memory_ <= FILE_BUDGET / 2;
+    };
+    if (timeout > 0 && full()) {
         /* Full: wait until the receiver drained half of it (one wake-up
          * per half buffer, not per frame the receiver takes). */
         auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(timeout);
         sender_waiting_ = true;
-        while (end_ == BeamEnd::OPEN && in_memory_ > max_buffer_ / 2) {
+        while (end_ == BeamEnd::OPEN && !drained()) {
             if (cond_.wait_until(lock, deadline) == std::cv_status::timeout
-                && end_ == BeamEnd::OPEN && in_memory_ > max_buffer_ / 2) {
+                && end_ == BeamEnd::OPEN && !drained()) {
                 sender_waiting_ = false;
                 return SendResult::TIMED_OUT;
             }
@@ -136,8 +143,17 @@ SendResult Beam::send(std::vector<Head> *heads, std::string *body, Head *trailer
         wake = wake || buffered_ == 0
                || (buffered_ < FRAME_WORTH && buffered_ + total >= FRAME_WORTH);
         if (len) {
-            chunks_.emplace_back();
-            chunks_.back().bytes = std::move(*body);
+            if (len < SMALL_APPEND && !chunks_.empty() && !chunks_.back().file.file
+                && chunks_.back().bytes.size() + len <= FRAME_WORTH) {
+                /* Small pieces (a client sending 1-byte DATA frames) join
+                 * the last one: a piece each would cost ~100 bytes of
+                 * bookkeeping per byte. */
+                chunks_.back().bytes.append(*body);
+            }
+            else {
+                chunks_.emplace_back();
+                chunks_.back().bytes = std::move(*body);
+            }
             body->clear();
             in_memory_ += len;
         }
@@ -241,7 +257,8 @@ std::size_t Beam::read_data(char *buf, std::size_t max, State *after) noexcept
         buffered_ -= n;
         in_memory_ -= from_memory;
         received_ += n;
-        if (sender_waiting_ ? in_memory_ <= max_buffer_ / 2 : false) {
+        if (sender_waiting_ && in_memory_ <= max_buffer_ / 2
+            && buffered_ - in_memory_ <= FILE_BUDGET / 2) {
             cond_.notify_all(); /* a sender blocked on a full beam may go on */
         }
     }

@@ -16,8 +16,12 @@
  * the beam holds its own descriptor of the file (FileRef, a dup the sender
  * made) and the receiver preads from it, so a static file costs neither a
  * copy in the worker nor buffer memory, and its worker is free as soon as
- * the range is handed over. File bytes do not count against max_buffer
- * (they take no memory); they do count as `buffered`.
+ * the range is handed over - for files up to FILE_BUDGET: file bytes do
+ * not count against max_buffer (they take no memory), but more than
+ * FILE_BUDGET of them waiting blocks the sender like a full buffer, so
+ * that a worker never runs far ahead of what the client took (what the
+ * access log's %O reports is what the worker handed over). They count as
+ * `buffered`.
  *
  * Every transition calls the notifier (set_notify()) after the lock is
  * released; the receiver re-reads the state under the lock (level-triggered,
@@ -138,6 +142,10 @@ class Beam {
     /* Buffered bytes that make a full DATA frame: the receiver is woken
      * when the buffer reaches it, even if it holds data already. */
     static constexpr std::size_t FRAME_WORTH = 16384;
+    /* File bytes the sender may have waiting in the beam (see above). */
+    static constexpr std::size_t FILE_BUDGET = 16 * 1024 * 1024;
+    /* Sends shorter than this are appended to the last piece. */
+    static constexpr std::size_t SMALL_APPEND = 1024;
     /* Take the queued heads and read the state in one locked step. */
     State take_heads(std::vector<Head> *heads) noexcept;
     /* Copy up to `max` body bytes out; `after` gets the state that follows.

@@ -307,6 +307,8 @@ constexpr std::size_t CHUNK_MAX = 64 * 1024;
 /* File buckets at least this long go into the beam as file ranges (no
  * copy); shorter ones are cheaper to copy than to dup a descriptor for. */
 constexpr apr_size_t FILE_RANGE_MIN = 16 * 1024;
+/* ... and at most this long each (Beam::FILE_BUDGET / 4). */
+constexpr apr_size_t FILE_RANGE_MAX = Beam::FILE_BUDGET / 4;
 
 struct NetOutCtx {
     std::string *interim; /* HTTP/1 text of 1xx responses, until complete */
@@ -619,8 +621,17 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                 rv = APR_EGENERAL;
                 break;
             }
-            task->body_bytes += static_cast<apr_off_t>(b->length);
-            apr_bucket_delete(b);
+            /* In pieces, so that the beam's FILE_BUDGET holds the worker
+             * back when the client is slow (a 100 MB file is one bucket). */
+            range.len = std::min<apr_size_t>(b->length, FILE_RANGE_MAX);
+            task->body_bytes += static_cast<apr_off_t>(range.len);
+            if (range.len == b->length) {
+                apr_bucket_delete(b);
+            }
+            else {
+                b->start += static_cast<apr_off_t>(range.len);
+                b->length -= range.len;
+            }
             rv = net_out_push(task, ctx, nullptr, false, false, &range);
             push_now = false;
         }

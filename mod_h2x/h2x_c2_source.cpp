@@ -22,6 +22,8 @@ namespace h2x {
 namespace {
 
 constexpr int SLICE_MS = 100;
+/* Bytes read from sources after which the filter passes what it has on. */
+constexpr apr_size_t PASS_AFTER = 64 * 1024;
 
 ap_filter_rec_t *g_source_filter = nullptr;
 
@@ -71,28 +73,38 @@ apr_status_t source_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         return ap_pass_brigade(f->next, bb);
     }
     apr_bucket *b = APR_BRIGADE_FIRST(bb);
+    apr_size_t read = 0; /* read from sources since the last pass */
     while (b != APR_BRIGADE_SENTINEL(bb)) {
         if (!is_live_source(b)) {
             b = APR_BUCKET_NEXT(b);
             continue;
         }
-        const char *data;
-        apr_size_t len;
-        apr_status_t rv = apr_bucket_read(b, &data, &len, APR_NONBLOCK_READ);
-        if (rv == APR_SUCCESS) {
-            /* It became data (or vanished at the source's end); a new
-             * source bucket follows it if there is more. */
-            b = APR_BUCKET_NEXT(b);
-            continue;
+        /* Enough read: a fast source must not pile up here. */
+        bool full = read >= PASS_AFTER;
+        if (!full) {
+            const char *data;
+            apr_size_t len;
+            apr_status_t rv = apr_bucket_read(b, &data, &len, APR_NONBLOCK_READ);
+            if (rv == APR_SUCCESS) {
+                /* It became data (or vanished at the source's end); a new
+                 * source bucket follows it if there is more. */
+                read += len;
+                b = APR_BUCKET_NEXT(b);
+                continue;
+            }
+            if (!APR_STATUS_IS_EAGAIN(rv)) {
+                return rv;
+            }
         }
-        if (!APR_STATUS_IS_EAGAIN(rv)) {
-            return rv;
-        }
-        /* Nothing now: what came before leaves first, then we wait. */
+        /* What came before leaves first (with a FLUSH when we are about
+         * to wait, as CONTENT_LENGTH would). */
         if (b != APR_BRIGADE_FIRST(bb)) {
             apr_bucket_brigade *rest = apr_brigade_split_ex(bb, b, nullptr);
-            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(f->c->bucket_alloc));
-            rv = ap_pass_brigade(f->next, bb);
+            if (!full) {
+                APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(f->c->bucket_alloc));
+            }
+            read = 0;
+            apr_status_t rv = ap_pass_brigade(f->next, bb);
             apr_brigade_cleanup(bb);
             APR_BRIGADE_CONCAT(bb, rest);
             apr_brigade_destroy(rest);
@@ -104,7 +116,11 @@ apr_status_t source_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             }
             b = APR_BRIGADE_FIRST(bb);
         }
-        rv = source_wait_readable(task, b);
+        if (full) {
+            read = 0;
+            continue;
+        }
+        apr_status_t rv = source_wait_readable(task, b);
         if (rv != APR_SUCCESS) {
             if (rv == APR_ECONNABORTED) {
                 ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, f->c, H2XLOGNO(10037)

@@ -217,7 +217,9 @@ bool Session::init(request_rec *upgrade) noexcept
     nghttp2_option_set_max_continuations(opt, 8);
 #endif
 #ifdef HAVE_NGHTTP2_OPTION_SET_STREAM_RESET_RATE_LIMIT
-    nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
+    /* A backstop behind count_client_reset(), which answers first and
+     * with the right code (nghttp2's limit ends with INTERNAL_ERROR). */
+    nghttp2_option_set_stream_reset_rate_limit(opt, 2 * RESET_BURST, 2 * RESET_RATE);
 #endif
     int rv = nghttp2_session_server_new2(&ngh2_, cbs, this, opt);
     nghttp2_option_del(opt);
@@ -514,8 +516,9 @@ void Session::start_ready() noexcept
         if (!s || s->task) {
             continue;
         }
-        if (s->rst_submitted || s->closed) {
-            /* Never started: nothing to wait for. */
+        if (s->rst_submitted || s->closed || terminating_) {
+            /* Never started (reset, or the session is ending on an error
+             * GOAWAY): nothing to wait for. */
             s->c2_done = true;
             abandon(s, AbortReason::PEER_RESET);
             maybe_destroy(s);
@@ -612,6 +615,9 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
         }
         break;
     case NGHTTP2_RST_STREAM:
+        if (s && s->end == StreamEnd::NONE) {
+            count_client_reset();
+        }
         if (s) {
             apply(s, StreamEvent::RECV_RST);
             set_end(s, StreamEnd::RST_RECEIVED, frame->rst_stream.error_code);
@@ -846,6 +852,38 @@ void Session::count_stream_error(int32_t id, uint32_t code) noexcept
                       c1_->id, stream_errors_, id, nghttp2_http2_strerror(code),
                       max_stream_errors_);
         goaway_sent_ = true;
+        terminating_ = true;
+        nghttp2_session_terminate_session(ngh2_, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
+}
+
+/* Rapid Reset (CVE-2023-44487): a client that resets streams before
+ * their response ended, more than RESET_RATE a second beyond a burst of
+ * RESET_BURST, makes the server open and drop work faster than any real
+ * client cancels it: the connection ends with GOAWAY(ENHANCE_YOUR_CALM)
+ * (RFC 9113 §5.4.1, §10.5). A token bucket: one token per such reset. */
+void Session::count_client_reset() noexcept
+{
+    apr_time_t now = apr_time_now();
+    if (!reset_tokens_at_) {
+        reset_tokens_ = RESET_BURST;
+    }
+    else {
+        double refill = static_cast<double>(now - reset_tokens_at_) / APR_USEC_PER_SEC * RESET_RATE;
+        reset_tokens_ = std::min<double>(RESET_BURST, reset_tokens_ + refill);
+    }
+    reset_tokens_at_ = now;
+    if (reset_tokens_ >= 1.0) {
+        reset_tokens_ -= 1.0;
+        return;
+    }
+    if (!goaway_sent_) {
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c1_, H2XLOGNO(10038)
+                      "h2x_session(%ld): the client resets streams faster than %d/s "
+                      "(burst %d): closing the connection (Rapid Reset)", c1_->id,
+                      RESET_RATE, RESET_BURST);
+        goaway_sent_ = true;
+        terminating_ = true;
         nghttp2_session_terminate_session(ngh2_, NGHTTP2_ENHANCE_YOUR_CALM);
     }
 }
@@ -1160,6 +1198,12 @@ bool Session::read_input() noexcept
                 continue;
             }
             got = true;
+            if (terminating_) {
+                /* A GOAWAY that ends the session is queued (a limit was
+                 * hit): nothing more of this client is looked at; the
+                 * GOAWAY leaves with the next write. */
+                return true;
+            }
             ssize_t n = nghttp2_session_mem_recv(ngh2_, reinterpret_cast<const uint8_t *>(data), len);
             if (n < 0) {
                 ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10018)
@@ -1173,6 +1217,7 @@ bool Session::read_input() noexcept
                                           nullptr, 0);
                     goaway_sent_ = true;
                 }
+                terminating_ = true;
                 write_output();
                 return false;
             }

@@ -91,6 +91,7 @@ class Session {
     void trace_frame(const char *dir, const nghttp2_frame *frame) const noexcept;
     void stop_unread_body(Stream *s) noexcept;
     void count_stream_error(int32_t id, uint32_t code) noexcept;
+    void count_client_reset() noexcept;
     void log_summary(const char *why) noexcept;
     bool trailers_over_limits(Stream *s, size_t namelen, size_t valuelen) noexcept;
     void maybe_destroy(Stream *s) noexcept;
@@ -128,6 +129,10 @@ class Session {
     std::size_t max_header_block_ = 64 * 1024; /* H2MaxHeaderBlockLen */
     int max_stream_errors_ = 8;     /* H2MaxStreamErrors, 0: no limit */
     int stream_errors_ = 0;         /* streams reset for the client's faults */
+    static constexpr int RESET_BURST = 1000; /* count_client_reset() */
+    static constexpr int RESET_RATE = 33;
+    double reset_tokens_ = 0;
+    apr_time_t reset_tokens_at_ = 0;
     /* Streams whose error nghttp2 reported on receipt (counted then, not
      * again when their RST_STREAM leaves). */
     std::vector<int32_t> errors_counted_;
@@ -144,6 +149,7 @@ class Session {
     std::size_t recently_closed_next_ = 0;
     SessionState state_ = SessionState::INIT;
     bool goaway_sent_ = false;
+    bool terminating_ = false;      /* an error GOAWAY ends the session: no new work */
     bool settings_patched_ = false; /* see write_output() */
     apr_time_t idle_since_ = 0;
     apr_time_t last_blocked_check_ = 0;
