@@ -549,8 +549,7 @@ void Session::start_task(Stream *s) noexcept
     Mplx *mplx = mplx_.get();
     s->out.reset(new Beam("out", stream_max_mem_));
     s->out->set_notify([mplx, id] { mplx->signal(id); });
-    s->task.reset(new C2Task(c1_, server_, mplx_.get(), id, &s->request, s->in.get(),
-                             s->out.get()));
+    s->task.reset(new C2Task(c1_, server_, mplx, id, &s->request, s->in.get(), s->out.get()));
     if (s->task->websocket) {
         ws_seen_ = true;
         if (s->in) {
