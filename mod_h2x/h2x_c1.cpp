@@ -267,8 +267,12 @@ void c1_run(conn_rec *c, server_rec *s, const char *protocol, request_rec *upgra
         c->cs->sense = CONN_SENSE_DEFAULT;
         return;
     }
-    delete ctx->session;
+    /* Detach before deleting: a prefork SIGTERM arriving inside the
+     * destructor runs session_cleanup() from the signal handler, which
+     * must not find the session a second time. */
+    Session *done = ctx->session;
     ctx->session = nullptr;
+    delete done;
     c->keepalive = AP_CONN_CLOSE;
     if (c->cs) {
         c->cs->state = CONN_STATE_LINGER;
