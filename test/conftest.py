@@ -178,3 +178,14 @@ def frame_client(request):
     if problems:
         pytest.fail("streams left open (DESIGN invariant 1):\n" + "\n".join(problems),
                     pytrace=False)
+
+
+@pytest.fixture
+def piddir():
+    """A directory under /tmp that www-data can write pid files into."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="h2x-pids-", dir="/tmp")
+    os.chmod(d, 0o777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

@@ -9,8 +9,6 @@ so a worker that is not freed shows as a request that never starts.
 """
 
 import os
-import shutil
-import tempfile
 import time
 
 import pytest
@@ -31,14 +29,6 @@ def _server(httpd):
         "<Location /h2x/stream>\n    SetHandler h2x-stream\n</Location>\n"))
     yield
 
-
-@pytest.fixture
-def piddir():
-    """A directory under /tmp that www-data can write pid files into."""
-    d = tempfile.mkdtemp(prefix="h2x330-", dir="/tmp")
-    os.chmod(d, 0o777)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def _alive(pid):

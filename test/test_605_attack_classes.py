@@ -44,10 +44,8 @@ import itertools
 import multiprocessing
 import os
 import select
-import shutil
 import socket
 import statistics
-import tempfile
 import threading
 import time
 from typing import Callable, Iterable, List, Optional, Tuple
@@ -107,14 +105,6 @@ def _warm_up(httpd):
         for c in clients:
             c.close()
 
-
-@pytest.fixture
-def piddir():
-    """A directory under /tmp that www-data can write pid files into."""
-    d = tempfile.mkdtemp(prefix="h2x605-", dir="/tmp")
-    os.chmod(d, 0o777)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 # -- raw frames ----------------------------------------------------------------
