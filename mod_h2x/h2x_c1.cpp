@@ -7,6 +7,7 @@
 
 #include <apr_base64.h>
 #include <apr_lib.h>
+#include <apr_poll.h>
 
 #include <http_connection.h>
 #include <http_core.h>
@@ -27,13 +28,25 @@ namespace {
 const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const apr_size_t PREFACE_LEN = sizeof(PREFACE) - 1;
 
+/* How long a connection that sent a proper prefix of the preface may take
+ * for the rest before it is left to HTTP/1.1 (which then answers the
+ * "PRI" request line with an error, as it would without mod_h2x). */
+constexpr apr_interval_time_t PREFACE_REST_WAIT = 50 * 1000; /* 50 ms */
+
 /* h2c with prior knowledge (H2Direct): does the connection start with the
- * preface? Peeks without consuming. */
+ * preface? Peeks without consuming. A prefix of it (the preface split over
+ * TCP segments, or a client that stalls half-way: the half-open preface
+ * attack) waits for more bytes on the socket itself, one poll for at most
+ * PREFACE_REST_WAIT in all - no timed retries, which cost a filter-chain
+ * read and a thread wake-up each. */
 bool starts_with_preface(conn_rec *c) noexcept
 {
     apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    apr_socket_t *sock = ap_get_conn_socket(c);
+    apr_time_t deadline = 0;
+    apr_size_t seen = 0;
     bool match = false;
-    for (int tries = 0; tries < 10; ++tries) {
+    for (;;) {
         apr_brigade_cleanup(bb);
         apr_status_t rv = ap_get_brigade(c->input_filters, bb, AP_MODE_SPECULATIVE,
                                          APR_BLOCK_READ, PREFACE_LEN);
@@ -50,8 +63,28 @@ bool starts_with_preface(conn_rec *c) noexcept
             match = true;
             break;
         }
+        if (len <= seen) {
+            /* Readable, yet no more bytes: the client closed. */
+            break;
+        }
+        seen = len;
         /* A prefix of the preface so far: wait for more. */
-        apr_sleep(apr_time_from_msec(5));
+        apr_time_t now = apr_time_now();
+        if (!deadline) {
+            deadline = now + PREFACE_REST_WAIT;
+        }
+        if (!sock || now >= deadline) {
+            break;
+        }
+        apr_pollfd_t pfd = {};
+        pfd.p = c->pool;
+        pfd.desc_type = APR_POLL_SOCKET;
+        pfd.reqevents = APR_POLLIN;
+        pfd.desc.s = sock;
+        apr_int32_t n = 0;
+        if (apr_poll(&pfd, 1, &n, deadline - now) != APR_SUCCESS || n < 1) {
+            break;
+        }
     }
     apr_brigade_destroy(bb);
     return match;

@@ -406,6 +406,7 @@ void c2_register_hooks() noexcept
     ap_hook_pre_connection(c2_pre_connection, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_process_connection(c2_process_connection, nullptr, nullptr, APR_HOOK_FIRST);
     ap_hook_fixups(c2_fixups, nullptr, nullptr, APR_HOOK_LAST);
+    c2_backend_register_hooks();
     c2_filter_register();
 }
 

@@ -29,6 +29,7 @@
 #include <httpd.h>
 
 #include "h2x_beam.h"
+#include "h2x_c2_backend.h"
 #include "h2x_request.h"
 #include "h2x_workers.h"
 #include "h2x_ws.h"
@@ -68,6 +69,9 @@ class C2Task : public Task {
     apr_off_t content_length = -1;       /* from the final head, -1: none */
     apr_off_t body_bytes = 0;            /* body bytes after the final head */
     apr_off_t bytes_out = 0;             /* heads, body and frame headers (%O) */
+
+    /* The backend sockets a proxy reads for this request (any thread). */
+    BackendWatch backends;
 
     /* WebSockets (h2x_ws.h): set on c1 before the task is shared. */
     const bool websocket;                /* an extended CONNECT */

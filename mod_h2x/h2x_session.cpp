@@ -509,8 +509,12 @@ bool Session::trailers_over_limits(Stream *s, size_t namelen, size_t valuelen) n
  * point: a reset right behind its HEADERS must cost no worker, no CGI). */
 void Session::start_ready() noexcept
 {
+    if (ready_.empty()) {
+        return;
+    }
     std::vector<int32_t> ids;
     ids.swap(ready_);
+    int waiting = -1; /* tasks_waiting_on_client(), once needed */
     for (int32_t id : ids) {
         Stream *s = find(id);
         if (!s || s->task) {
@@ -524,8 +528,42 @@ void Session::start_ready() noexcept
             maybe_destroy(s);
             continue;
         }
+        if (s->state == StreamState::OPEN) {
+            /* Its handler will wait for the client's body: a client that
+             * sends it slowly on many streams would otherwise hold a
+             * worker per stream and starve every other connection of
+             * them (issue 10; Slowloris on streams). Beyond
+             * CLIENT_WAIT_FREE such tasks, start it only while the pool
+             * keeps a reserve; until then it waits here, holding no
+             * worker (its body collects in its input beam, bounded by the
+             * stream window). run() looks again every WAIT_RECHECK. */
+            if (waiting < 0) {
+                waiting = tasks_waiting_on_client();
+            }
+            Workers *w = Workers::get();
+            if (waiting >= CLIENT_WAIT_FREE && w && !w->has_reserve()) {
+                ready_.push_back(id);
+                continue;
+            }
+            ++waiting;
+        }
         start_task(s);
     }
+}
+
+/* Running tasks that wait on the client: its request body is still open,
+ * or the response waits on its flow-control window. */
+int Session::tasks_waiting_on_client() const noexcept
+{
+    int n = 0;
+    for (const auto &kv : streams_) {
+        const Stream *s = kv.second.get();
+        if (s->task && !s->c2_done
+            && (s->state == StreamState::OPEN || s->blocked_since != 0)) {
+            ++n;
+        }
+    }
+    return n;
 }
 
 void Session::schedule(Stream *s) noexcept
@@ -997,8 +1035,16 @@ void Session::abandon(Stream *s, AbortReason reason) noexcept
     if (s->out) {
         s->out->abort(reason);
     }
-    if (s->task && !s->c2_done && Workers::get() && Workers::get()->cancel(s->task.get())) {
-        s->task->dropped();
+    if (s->task && !s->c2_done) {
+        if (Workers::get() && Workers::get()->cancel(s->task.get())) {
+            s->task->dropped();
+        }
+        else if (!s->out || s->out->state().end != BeamEnd::COMPLETE) {
+            /* Ended early: a proxy blocked on its backend would not notice
+             * the beams (h2x_c2_backend.h). A complete response leaves its
+             * backend connection alone, for the proxy to reuse. */
+            s->task->backends.interrupt();
+        }
     }
 }
 
@@ -1469,6 +1515,11 @@ RunResult Session::run(bool may_suspend) noexcept
         if (ws_seen_) {
             /* check_ws_shutdown() has no wake-up of its own. */
             wait = std::min<apr_interval_time_t>(wait, apr_time_from_msec(100));
+        }
+        if (!ready_.empty()) {
+            /* Requests waiting for the pool's reserve (start_ready()):
+             * other connections' tasks end without waking this one. */
+            wait = std::min(wait, WAIT_RECHECK);
         }
         apr_interval_time_t held = next_hold_end(apr_time_now());
         if (held >= 0) {

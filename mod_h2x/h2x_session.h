@@ -80,6 +80,7 @@ class Session {
     void set_end(Stream *s, StreamEnd end, uint32_t code) noexcept;
     void schedule(Stream *s) noexcept;
     void start_ready() noexcept;
+    int tasks_waiting_on_client() const noexcept;
     void start_task(Stream *s) noexcept;
     void process_news() noexcept;
     void process_output(Stream *s) noexcept;
@@ -138,8 +139,16 @@ class Session {
     std::vector<int32_t> errors_counted_;
     /* Requests complete since the last start_ready(): started once the
      * input read so far is processed, so that a RST_STREAM right behind
-     * the HEADERS (Rapid Reset) cancels the stream before any work. */
+     * the HEADERS (Rapid Reset) cancels the stream before any work. A
+     * request that would wait on the client may stay here longer
+     * (may_start()). */
     std::vector<int32_t> ready_;
+    /* Tasks a connection may always have waiting on its client (request
+     * body still open, or output blocked on its window); beyond that, a
+     * request with a body still to come starts only while the worker pool
+     * keeps a reserve (Workers::has_reserve()). */
+    static constexpr int CLIENT_WAIT_FREE = 2;
+    static constexpr apr_interval_time_t WAIT_RECHECK = 50 * 1000; /* 50 ms */
     int streams_opened_ = 0;        /* streams the client opened */
     bool summary_logged_ = false;
     bool handshake_done_ = false;   /* the client's first SETTINGS arrived */

@@ -147,6 +147,13 @@ bool Workers::cancel(Task *task) noexcept
     return true;
 }
 
+bool Workers::has_reserve() noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    int used = threads_ - static_cast<int>(waiting_.size()) + static_cast<int>(queue_.size());
+    return max_ - used > max_ / 4;
+}
+
 Workers::Stats Workers::stats() noexcept
 {
     std::lock_guard<std::mutex> lock(lock_);

@@ -47,6 +47,12 @@ class Workers {
     void submit(Task *task) noexcept;
     /* Removes a task that has not started yet. True if it was removed. */
     bool cancel(Task *task) noexcept;
+    /* More than a quarter of H2MaxWorkers is free: neither running a task
+     * nor spoken for by a queued one. Tasks that may wait long on their
+     * client start beyond a per-connection allowance only while this
+     * holds (Session::start_ready()), so that such waits never take the
+     * workers other connections need. */
+    bool has_reserve() noexcept;
 
     struct Stats {
         int threads;

@@ -55,3 +55,49 @@ def test_h2x_105_02_half_preface_cut_off(httpd):
         assert took < 6, f"connection held {took:.1f}s"
     finally:
         s.close()
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SETTINGS_EMPTY = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _first_bytes(s: socket.socket, timeout: float = 5.0) -> bytes:
+    s.settimeout(timeout)
+    try:
+        return s.recv(4096)
+    except socket.timeout:
+        return b""
+
+
+@pytest.mark.parametrize("cut", [3, 12, 23])
+def test_h2x_105_03_split_preface(httpd, cut):
+    """The preface in two TCP writes 20 ms apart (a client may send it
+    so): still h2c with prior knowledge - the server answers with its
+    SETTINGS frame (type 4 on stream 0), not with an HTTP/1.1 error."""
+    s = socket.create_connection(("127.0.0.1", httpd.http_port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        s.sendall(PREFACE[:cut])
+        time.sleep(0.02)
+        s.sendall(PREFACE[cut:] + SETTINGS_EMPTY)
+        data = _first_bytes(s)
+        assert len(data) >= 9 and data[3] == 4 and data[5:9] == b"\0\0\0\0", data[:80]
+    finally:
+        s.close()
+
+
+def test_h2x_105_04_preface_rest_too_late(httpd):
+    """The second half of the preface 1 s after the first: the connection
+    went to HTTP/1.1 meanwhile, which answers the "PRI" line with an error
+    and closes (as httpd does without an HTTP/2 module), quickly."""
+    s = socket.create_connection(("127.0.0.1", httpd.http_port), timeout=10)
+    try:
+        s.sendall(PREFACE[:12])
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        s.sendall(PREFACE[12:])
+        data = _first_bytes(s)
+        assert data.startswith(b"HTTP/1.1 "), data[:80]
+        assert time.monotonic() - t0 < 2
+    finally:
+        s.close()

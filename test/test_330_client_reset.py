@@ -9,7 +9,10 @@ so a worker that is not freed shows as a request that never starts.
 """
 
 import os
+import socket
+import threading
 import time
+from typing import List
 
 import pytest
 
@@ -206,5 +209,96 @@ def test_h2x_330_06_silent_cgi_freed_within_3s(httpd, frame_client, piddir, cgi,
         _assert_serves(c if how == "reset" else frame_client())
     finally:
         httpd.reconfigure(cgi="cgid", extra_global=(
+            f"H2MinWorkers 1\nH2MaxWorkers {WORKERS}\nLogLevel warn h2x:debug h2x_test:info\n"
+            "<Location /h2x/stream>\n    SetHandler h2x-stream\n</Location>\n"))
+
+
+class _SilentBackend:
+    """An HTTP/1.1 backend on its own port: answers every request with a
+    chunked head and 100 body bytes, then stays silent (holding the
+    connection) and records when the proxy closes it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.closed_at: List[float] = []
+        self.answered = threading.Event()
+        self._stop = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                part = conn.recv(4096)
+                if not part:
+                    return
+                data += part
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n64\r\n" + b"x" * 100 + b"\r\n")
+            self.answered.set()
+            conn.settimeout(60)
+            try:
+                while conn.recv(4096):
+                    pass
+            except OSError:
+                pass
+            self.closed_at.append(time.monotonic())
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+
+
+PROXY_GONE_WITHIN = 3.0
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+def test_h2x_330_07_silent_backend_freed_within_3s(httpd, frame_client, how):
+    """Issue 10: a proxied request (mod_proxy_http) whose backend sent 100
+    bytes and then went silent ends within 3 s of the client's
+    RST_STREAM(CANCEL) or connection close - the proxy's connection to the
+    backend is closed - not after ProxyTimeout (30 s here)."""
+    backend = _SilentBackend()
+    # mod_proxy_http says so when its backend read is cut short.
+    httpd.expect_log(r"AH01110: error reading response")
+    httpd.reconfigure(extra_global=(
+        f"Timeout 30\nH2MinWorkers 1\nH2MaxWorkers {WORKERS}\n"
+        "LogLevel warn h2x:debug h2x_test:info\n"
+        f"ProxyPass /330-backend/ http://127.0.0.1:{backend.port}/\n"))
+    try:
+        c = frame_client()
+        sid = c.request("GET", "/330-backend/silent")
+        assert c.run(lambda cl: len(cl.stream(sid).body) >= 100, timeout=15), c.stream(sid)
+        assert backend.answered.wait(5)
+        time.sleep(0.3)                    # the proxy is blocked on its backend now
+        assert not backend.closed_at, "backend connection closed before the reset"
+        t0 = time.monotonic()
+        if how == "reset":
+            c.reset(sid, ErrorCodes.CANCEL)
+        else:
+            c.close()
+            c.expect_open(sid)
+        deadline = t0 + PROXY_GONE_WITHIN + 2
+        while not backend.closed_at and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert backend.closed_at, f"backend connection still open {PROXY_GONE_WITHIN + 2}s " \
+                                  f"after the client's {how}"
+        elapsed = backend.closed_at[0] - t0
+        assert elapsed < PROXY_GONE_WITHIN, f"backend connection closed only after {elapsed:.1f}s"
+        _assert_serves(c if how == "reset" else frame_client())
+    finally:
+        backend.close()
+        httpd.reconfigure(extra_global=(
             f"H2MinWorkers 1\nH2MaxWorkers {WORKERS}\nLogLevel warn h2x:debug h2x_test:info\n"
             "<Location /h2x/stream>\n    SetHandler h2x-stream\n</Location>\n"))

@@ -777,6 +777,49 @@ def test_h2x_605_08_data_dribble_fast(httpd, env):
             assert ended_with(c, (ErrorCodes.ENHANCE_YOUR_CALM,)), outcome(c)
 
 
+# -- slow uploads on many streams ------------------------------------------------
+
+SU_CONNS = 4
+SU_STREAMS = 50
+SU_LENGTH = 1000             # announced; the attack never gets near it
+SU_INTERVAL = 0.25           # one byte per stream per interval
+
+
+def test_h2x_605_09_slow_uploads(httpd, env):
+    """4 connections each open 50 uploads (content-length 1000) and send one
+    byte per stream every 250 ms, for 2 x ATTACK_SECONDS: every stream keeps
+    a handler waiting for its body.  Those streams may wait, but they must
+    not take every worker: the good client (a GET on another connection)
+    is served with 0 failures, and memory stays bounded."""
+    with under_attack(httpd, env, "slow_uploads", connections=SU_CONNS) as a:
+        conns = []
+        for _ in range(SU_CONNS):
+            c = a.client()
+            c.wait_settings(timeout=5)
+            sids = [c.request("POST", "/h2x/echo?md5=1", end_stream=False,
+                              headers=[("content-length", str(SU_LENGTH))])
+                    for _ in range(SU_STREAMS)]
+            conns.append((c, sids))
+        deadline = time.monotonic() + 2 * ATTACK_SECONDS
+        sent = 0
+        while time.monotonic() < deadline:
+            tick = time.monotonic()
+            for c, sids in conns:
+                if c.closed or c.goaways:
+                    continue
+                for sid in sids:
+                    s = c.stream(sid)
+                    if s.ended_by is None:
+                        c.send_raw(frame(DATA, 0, sid, b"x"))
+                        sent += 1
+                c.run(timeout=0.01)
+            time.sleep(max(0.0, SU_INTERVAL - (time.monotonic() - tick)))
+        ended = sum(1 for c, sids in conns for sid in sids if c.stream(sid).ended_by)
+        a.note(f"{sent} one-byte DATA frames on {SU_CONNS * SU_STREAMS} streams, "
+               f"{ended} streams ended by the server, "
+               + ", ".join(sorted(set(outcome(c) for c, _ in conns))))
+
+
 # -- header count and cookie crumbs --------------------------------------------
 
 HEADER_FLOODS = {
