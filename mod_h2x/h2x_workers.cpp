@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 #include <mpm_common.h>
@@ -13,7 +15,25 @@ namespace h2x {
 
 namespace {
 Workers *g_workers = nullptr; /* set once in child_init */
+thread_local bool t_worker = false; /* this thread is one of ours */
+
+/* pthread_atfork() child handler: a process forked by one of our worker
+ * threads (mod_cgi's CGI, mod_ext_filter's filter program, ...) starts
+ * with no signal blocked, as a program started from a shell does. It would
+ * otherwise inherit the worker's mask, in which threaded MPMs block
+ * SIGTERM (their signal thread takes it), and ignore the SIGTERM that
+ * APR's pool cleanup sends when a request ends early - a CGI then lives
+ * on until the SIGKILL 3 s later (issue 10: a client reset frees a
+ * silent CGI at once). Only the forked child's one thread changes. */
+void unblock_signals_in_child() noexcept
+{
+    if (t_worker) {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_UNBLOCK, &all, nullptr);
+    }
 }
+} // namespace
 
 Workers::Workers(apr_pool_t *pool, server_rec *s, int min_workers, int max_workers,
                  int idle_secs) noexcept
@@ -31,6 +51,10 @@ Workers *Workers::create(apr_pool_t *pchild, server_rec *s, int min_workers,
         return nullptr;
     }
     apr_pool_tag(pool, "h2x_workers");
+    static bool atfork_set = false; /* once per process (child_init) */
+    if (!atfork_set) {
+        atfork_set = pthread_atfork(nullptr, nullptr, unblock_signals_in_child) == 0;
+    }
     auto *w = new Workers(pool, s, min_workers, max_workers, idle_secs);
     /* Before the pool's subpools go away, stop the threads. */
     apr_pool_pre_cleanup_register(pchild, w, shutdown);
@@ -72,6 +96,7 @@ void Workers::spawn_locked() noexcept
 
 void *Workers::thread_main(apr_thread_t *thread, void *data) noexcept
 {
+    t_worker = true;
     static_cast<Workers *>(data)->work(thread);
     return nullptr;
 }

@@ -4,7 +4,9 @@
  * that stays idle for H2MaxWorkerIdleSeconds exits. Tasks queue in FIFO
  * order when every thread is busy. A new task goes to the thread that
  * became idle last (its stack and memory are still warm); the others stay
- * cold and are the ones that time out.
+ * cold and are the ones that time out. A process forked by a worker
+ * thread (mod_cgi's CGIs) starts with no signal blocked (a pthread_atfork
+ * child handler), so that it obeys the SIGTERM of a request's cleanup.
  *
  * owner: the child process (created in child_init, stopped by a pre-cleanup
  *        of the child pool).
