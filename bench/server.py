@@ -325,3 +325,14 @@ class Server:
 
     def rss_bytes(self) -> int:
         return sum(_rss_of(pid) for pid in self.pids())
+
+
+def stop_all(servers, backend: Optional[subprocess.Popen], workdir: str):
+    """The end of a side-by-side run: stop the servers (by pid) and the
+    backend process the run started, remove the run's temporary tree."""
+    for s in servers:
+        s.stop()
+    if backend:
+        backend.terminate()
+        backend.wait(timeout=10)
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -19,7 +19,6 @@ nothing here passes or fails.
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -36,7 +35,7 @@ import h2.settings
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from server import (MODULES, REPO, Server, free_ports, make_cert,  # noqa: E402
-                    snapshot_modules)
+                    snapshot_modules, stop_all)
 
 sys.path.insert(0, os.path.join(REPO, "test"))
 from h2x.wsframes import TEXT, frame_overhead, ws_frame  # noqa: E402
@@ -200,12 +199,7 @@ def main(argv=None) -> int:
                 log(f"rep {rep + 1} {module:9}: rtt median {p50:.3f} ms, p99 {p99:.3f} ms, "
                     f"{mbps:.1f} MB/s")
     finally:
-        for s in servers.values():
-            s.stop()
-        if backend:
-            backend.terminate()
-            backend.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_all(servers.values(), backend, workdir)
 
     a, b = "mod_h2x", "mod_http2"
     med = {m: {k: statistics.median(v) for k, v in r.items()} for m, r in results.items()}
