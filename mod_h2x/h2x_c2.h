@@ -56,8 +56,13 @@ class C2Task : public Task {
     Beam *const in;   /* null when the request has no body */
     Beam *const out;
 
+    /* Set on c1 before the task is shared: input bytes taken before c1 is
+     * told (to re-open the flow-control window); <= half the window. */
+    std::size_t consume_signal_at = 1;
+
     /* c2 only */
     conn_rec *c2 = nullptr;
+    std::size_t consumed_unsignaled = 0; /* input taken since c1 was told */
     request_rec *r = nullptr;            /* while the request lives */
     apr_interval_time_t timeout = 0;     /* IO timeout for this stream */
     bool final_head = false;             /* the final response head passed */

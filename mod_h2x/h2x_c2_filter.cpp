@@ -851,8 +851,18 @@ apr_status_t net_in_fill(C2Task *task, conn_rec *c, apr_bucket_brigade *held,
             return block == APR_NONBLOCK_READ ? APR_EAGAIN : APR_SUCCESS;
         }
         task->body_read += static_cast<apr_off_t>(n);
-        /* c1 re-opens the flow-control window for what was taken. */
-        task->mplx->signal(task->stream_id);
+        /* c1 re-opens the flow-control window for what was taken - once a
+         * fair part of the window was taken, not for every small read:
+         * each signal may wake c1 (a WebSocket message cost c1 two
+         * wake-ups, this one for nothing). consume_signal_at is at most
+         * half the stream window, so the client never runs dry waiting
+         * for it, and the connection window (window x streams) never
+         * either. */
+        task->consumed_unsignaled += n;
+        if (task->consumed_unsignaled >= task->consume_signal_at || st.end != BeamEnd::OPEN) {
+            task->consumed_unsignaled = 0;
+            task->mplx->signal(task->stream_id);
+        }
         if (task->body_limit && task->body_read > task->body_limit) {
             apr_bucket_free(buf);
             ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c, H2XLOGNO(10025)

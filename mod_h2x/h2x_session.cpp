@@ -588,6 +588,8 @@ void Session::start_task(Stream *s) noexcept
     s->out.reset(new Beam("out", stream_max_mem_));
     s->out->set_notify([mplx, id] { mplx->signal(id); });
     s->task.reset(new C2Task(c1_, server_, mplx, id, &s->request, s->in.get(), s->out.get()));
+    s->task->consume_signal_at = std::max<std::size_t>(
+        1, std::min<std::size_t>(CONSUME_SIGNAL, static_cast<std::size_t>(window_size_) / 2));
     if (s->task->websocket) {
         ws_seen_ = true;
         if (s->in) {

@@ -148,6 +148,8 @@ class Session {
      * request with a body still to come starts only while the worker pool
      * keeps a reserve (Workers::has_reserve()). */
     static constexpr int CLIENT_WAIT_FREE = 2;
+    /* Request body bytes a task takes before it tells c1 (flow control). */
+    static constexpr std::size_t CONSUME_SIGNAL = 16384;
     static constexpr apr_interval_time_t WAIT_RECHECK = 50 * 1000; /* 50 ms */
     int streams_opened_ = 0;        /* streams the client opened */
     bool summary_logged_ = false;
