@@ -170,6 +170,18 @@ def test_h2x_330_05_connection_close_tls_and_goaway(frame_client, piddir):
     _assert_serves(frame_client(tls=True))
 
 
+def _client_ends(c, sid, how):
+    """The client resets stream `sid` ("reset", CANCEL) or closes the whole
+    connection ("close"); returns the time it did."""
+    t0 = time.monotonic()
+    if how == "reset":
+        c.reset(sid, ErrorCodes.CANCEL)
+    else:
+        c.close()
+        c.expect_open(sid)
+    return t0
+
+
 SILENT = "/cgi-bin/stall.py?n=100&s=30"
 # mod_cgid's daemon ends the script with SIGTERM at once; mod_cgi's script
 # gets the SIGTERM of APR's pool cleanup, which it no longer ignores: a
@@ -196,12 +208,7 @@ def test_h2x_330_06_silent_cgi_freed_within_3s(httpd, frame_client, piddir, cgi,
         assert c.run(lambda cl: len(cl.stream(sid).body) >= 100, timeout=15), c.stream(sid)
         pid = _wait_pid(path)
         time.sleep(0.3)                    # the worker is blocked on the silent CGI now
-        t0 = time.monotonic()
-        if how == "reset":
-            c.reset(sid, ErrorCodes.CANCEL)
-        else:
-            c.close()
-            c.expect_open(sid)
+        t0 = _client_ends(c, sid, how)
         left = _wait_gone([pid], timeout=SILENT_GONE_WITHIN[cgi] + 2)
         elapsed = time.monotonic() - t0
         assert not left, f"silent CGI {pid} alive {elapsed:.1f}s after the client's {how}"
@@ -283,12 +290,7 @@ def test_h2x_330_07_silent_backend_freed_within_3s(httpd, frame_client, how):
         assert backend.answered.wait(5)
         time.sleep(0.3)                    # the proxy is blocked on its backend now
         assert not backend.closed_at, "backend connection closed before the reset"
-        t0 = time.monotonic()
-        if how == "reset":
-            c.reset(sid, ErrorCodes.CANCEL)
-        else:
-            c.close()
-            c.expect_open(sid)
+        t0 = _client_ends(c, sid, how)
         deadline = t0 + PROXY_GONE_WITHIN + 2
         while not backend.closed_at and time.monotonic() < deadline:
             time.sleep(0.05)
