@@ -16,6 +16,7 @@ from typing import List
 
 import pytest
 
+from core_helpers import read_http1_head
 from h2x.frames import ErrorCodes
 
 WORKERS = 2
@@ -245,12 +246,8 @@ class _SilentBackend:
 
     def _one(self, conn):
         with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                part = conn.recv(4096)
-                if not part:
-                    return
-                data += part
+            if not read_http1_head(conn).endswith(b"\r\n\r\n"):
+                return
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n64\r\n" + b"x" * 100 + b"\r\n")
             self.answered.set()
