@@ -2,6 +2,7 @@
 """mod_h2x against Debian's mod_http2: throughput, CPU, latency, memory.
 
 Usage: bench/run [--quick] [--reps N] [--only 1k,cgi,...] [--no-build] [--keep]
+                 [--no-nginx]
 
 Builds mod_h2x (and the test module), generates a document root, starts one
 httpd per module from bench/httpd.conf.tmpl (the two configs differ only in
@@ -14,7 +15,13 @@ bench/results/latest.md, the raw and summarised numbers in
 bench/results/latest.json and a chart of the ratios in
 bench/results/ratios.png.
 
-Server CPU is the user+system time of all httpd processes (and their
+When Debian's nginx is installed (scripts/install-deps installs it) and
+--no-nginx is not given, a private nginx from bench/nginx.conf.tmpl (one
+worker process, also pinned to CPU 0) serves the same document root as a
+reference: it is the third server of the interleaving (A, B, N, then N, B,
+A, ...), for the static workloads and the idle-connection memory only.
+
+Server CPU is the user+system time of all server processes (and their
 children, e.g. CGI processes) during one h2load run, per successful request.
 See server.py for how it is read.
 """
@@ -38,12 +45,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import h2load                                          # noqa: E402
 import idle                                            # noqa: E402
 import report                                          # noqa: E402
-from server import (REPO, TEST_SO, Server, ServerError, make_cert,  # noqa: E402
-                    pattern_bytes, snapshot_modules)
+from server import (REPO, TEST_SO, BaseServer, NginxServer, Server,  # noqa: E402
+                    ServerError, make_cert, nginx_version, pattern_bytes, snapshot_modules)
 
 RESULTS = os.path.join(REPO, "bench", "results")
 MODULE_A, MODULE_B = "mod_h2x", "mod_http2"
 H1 = "httpd HTTP/1.1"          # the HTTP/1.1 keep-alive series (the floor)
+NGINX = "nginx (reference)"    # Debian's nginx, static workloads only
 TRANSPORTS = ("h2c", "h2")     # h2c: plain, prior knowledge; h2: TLS + ALPN
 
 
@@ -57,6 +65,7 @@ class Workload:
     n_full: int
     n_quick: int
     h1: bool = False            # also run the HTTP/1.1 keep-alive series
+    static: bool = False        # static files: nginx serves it too (the reference)
     upload: bool = False        # POST the 1 MB upload file (h2load -d)
     timeout: float = 120.0      # give up on one h2load run after this long
     extra: Dict = field(default_factory=dict)
@@ -68,16 +77,18 @@ class Workload:
 # Request counts are sized so that one run takes a few seconds on this kind
 # of machine (2 cores) with the slower of the two modules.
 WORKLOADS = [
-    Workload("1k", "1 KB static", "/1k.txt", ["-c", "16", "-m", "32"], 100000, 10000, h1=True),
-    Workload("100k", "100 KB static", "/100k.bin", ["-c", "8", "-m", "8"], 20000, 2000),
-    Workload("10m", "10 MB static", "/10m.bin", ["-c", "2", "-m", "1"], 200, 20),
+    Workload("1k", "1 KB static", "/1k.txt", ["-c", "16", "-m", "32"], 100000, 10000, h1=True,
+             static=True),
+    Workload("100k", "100 KB static", "/100k.bin", ["-c", "8", "-m", "8"], 20000, 2000,
+             static=True),
+    Workload("10m", "10 MB static", "/10m.bin", ["-c", "2", "-m", "1"], 200, 20, static=True),
     Workload("cgi", "tiny CGI", "/cgi-bin/tiny.sh", ["-c", "8", "-m", "8"], 3000, 300),
     Workload("post", "1 MB POST, discarded", "/discard?discard=1", ["-c", "4", "-m", "4"],
              1500, 150, upload=True),
     Workload("c200", "200 connections x 1 stream", "/1k.txt", ["-c", "200", "-m", "1"],
-             40000, 4000),
+             40000, 4000, static=True),
     Workload("c1000", "1000 connections x 1 stream", "/1k.txt", ["-c", "1000", "-m", "1"],
-             40000, 5000),
+             40000, 5000, static=True),
 ]
 
 IDLE_CONNECTIONS = 500
@@ -170,9 +181,24 @@ def machine_info() -> Dict[str, str]:
     }
 
 
+def nginx_reference(disabled: bool, needed: bool) -> Dict:
+    """Whether this run has the nginx reference: {'version': 'nginx/1.22.1'
+    or None, 'note': why not}.  Logs the note when nginx is missing."""
+    if disabled:
+        return {"version": None, "note": "disabled with --no-nginx"}
+    if not needed:
+        return {"version": None, "note": "no static workload selected"}
+    version = nginx_version()
+    if version is None:
+        note = "nginx is not installed (scripts/install-deps installs it)"
+        log(f"note: {note}: no nginx reference column")
+        return {"version": None, "note": note}
+    return {"version": version, "note": ""}
+
+
 # -- measurements -------------------------------------------------------------------
 
-def measure(server: Server, wl: Workload, transport: str, series: str, n: int,
+def measure(server: BaseServer, wl: Workload, transport: str, series: str, n: int,
             upload: str) -> Dict:
     """One h2load run against `server`, with the server's CPU time around it."""
     args = list(wl.args)
@@ -198,7 +224,7 @@ def measure(server: Server, wl: Workload, transport: str, series: str, n: int,
     return res
 
 
-def measure_memory(server: Server, transport: str, count: int) -> Dict:
+def measure_memory(server: BaseServer, transport: str, count: int) -> Dict:
     """RSS growth of the server with `count` idle HTTP/2 connections."""
     port = server.https_port if transport == "h2" else server.http_port
     time.sleep(0.5)
@@ -210,19 +236,19 @@ def measure_memory(server: Server, transport: str, count: int) -> Dict:
     finally:
         idle.close_all(socks)
     time.sleep(0.5)
-    return {"module": server.module, "transport": transport, "connections": count,
+    return {"module": server.name, "transport": transport, "connections": count,
             "rss_before": before, "rss_after": after,
             "bytes_per_conn": (after - before) / count}
 
 
-def warm_up(server: Server):
+def warm_up(server: BaseServer):
     """Start the server's worker threads, pools and TLS session cache, and
     check that h2c and h2 are really spoken."""
     for transport in TRANSPORTS:
         res = h2load.run(server.url(transport == "h2", "/1k.txt"),
                          ["-c", "16", "-m", "8", "-n", "2000"], 60)
         if res.get("status_2xx") != 2000:
-            raise ServerError(f"{server.module} {transport}: warm-up failed: "
+            raise ServerError(f"{server.name} {transport}: warm-up failed: "
                               f"{res.get('error') or res}\n{server.log_tail()}")
 
 
@@ -237,12 +263,15 @@ def main(argv=None) -> int:
                     + ",".join(w.key for w in WORKLOADS) + ",mem")
     ap.add_argument("--no-build", action="store_true", help="skip install-deps and make")
     ap.add_argument("--keep", action="store_true", help="keep the temporary server roots")
+    ap.add_argument("--no-nginx", action="store_true",
+                    help="no nginx reference for the static workloads")
     ap.add_argument("--out", default=RESULTS, help="results directory (bench/results)")
     opts = ap.parse_args(argv)
     reps = opts.reps or (1 if opts.quick else 3)
     only = set(opts.only.split(",")) if opts.only else None
     workloads = [w for w in WORKLOADS if only is None or w.key in only]
     do_memory = only is None or "mem" in only
+    reference = nginx_reference(opts.no_nginx, do_memory or any(w.static for w in workloads))
 
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers
     # this run started are stopped by the finally clause below.
@@ -250,7 +279,7 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     build(opts.no_build)
     workdir = tempfile.mkdtemp(prefix="h2xbench-")
-    servers: Dict[str, Server] = {}
+    servers: Dict[str, BaseServer] = {}
     raw: List[Dict] = []
     memory: List[Dict] = []
     have_test = os.path.exists(TEST_SO)
@@ -264,21 +293,25 @@ def main(argv=None) -> int:
             for w in workloads:
                 if w.key == "post":
                     w.path = "/cgi-bin/discard.sh"
-        def fresh(module: str):
-            """(Re)start `module`'s server and warm it up."""
-            if module in servers:
-                servers[module].stop()
-            s = Server(module, workdir, content["docroot"], content["cgibin"], values,
-                       so_path=so_paths[module])
-            servers[module] = s
+        def fresh(name: str):
+            """(Re)start the server `name` (a module or NGINX), warm it up."""
+            if name in servers:
+                servers[name].stop()
+            if name == NGINX:
+                s: BaseServer = NginxServer(workdir, content["docroot"], values, name=NGINX)
+            else:
+                s = Server(name, workdir, content["docroot"], content["cgibin"], values,
+                           so_path=so_paths[name])
+            servers[name] = s
             s.start()
-            log(f"{module}: pid {s.pid}, h2c port {s.http_port}, h2 port {s.https_port}"
+            log(f"{name}: pid {s.pid}, h2c port {s.http_port}, h2 port {s.https_port}"
                 f", cpu from {'cgroup + /proc' if s.cgroup else '/proc'}")
             warm_up(s)
 
+        names = [MODULE_A, MODULE_B] + ([NGINX] if reference["version"] else [])
         for rep in range(reps):
-            # Interleave: A B in even repetitions, B A in odd ones.
-            order = [MODULE_A, MODULE_B] if rep % 2 == 0 else [MODULE_B, MODULE_A]
+            # Interleave: A B (N) in even repetitions, (N) B A in odd ones.
+            order = names if rep % 2 == 0 else names[::-1]
             # Fresh servers for every repetition: after the 1000-connection
             # load, freed heap memory is reused and idle connections would
             # seem to cost (almost) nothing.
@@ -294,7 +327,8 @@ def main(argv=None) -> int:
                             f"{m['bytes_per_conn'] / 1024:.1f} KiB/conn")
             for wl in workloads:
                 for transport in TRANSPORTS:
-                    series = list(order) + ([H1] if wl.h1 else [])
+                    series = [name for name in order if wl.static or name != NGINX] \
+                        + ([H1] if wl.h1 else [])
                     for name in series:
                         server = servers[MODULE_B if name == H1 else name]
                         res = measure(server, wl, transport, name, wl.n(opts.quick),
@@ -302,7 +336,7 @@ def main(argv=None) -> int:
                         res["rep"] = rep
                         raw.append(res)
                         cpu = res["cpu_us_per_req"]
-                        log(f"rep {rep + 1}/{reps} {wl.key:5} {transport:3} {name:14} "
+                        log(f"rep {rep + 1}/{reps} {wl.key:5} {transport:3} {name:17} "
                             f"{res['rps'] or 0:9.0f} req/s  "
                             f"{cpu if cpu is not None else float('nan'):8.1f} us/req  "
                             f"failed {res['failed']}"
@@ -328,12 +362,15 @@ def main(argv=None) -> int:
         "discard_handler": "h2x-echo?discard=1 (test module)" if have_test
         else "cgi-bin/discard.sh",
         "h1_server": MODULE_B,
+        "reference": reference,
         "duration_s": round(time.monotonic() - t0, 1),
         "workloads": [{"key": w.key, "title": w.title, "path": w.path,
                        "args": w.args + (["-d", "<1 MB file>"] if w.upload else [])
-                       + ["-n", str(w.n(opts.quick))], "h1": w.h1} for w in workloads],
+                       + ["-n", str(w.n(opts.quick))], "h1": w.h1, "static": w.static}
+                      for w in workloads],
     }
-    summary = report.summarize(raw, memory, meta, MODULE_A, MODULE_B, H1)
+    summary = report.summarize(raw, memory, meta, MODULE_A, MODULE_B, H1,
+                               NGINX if reference["version"] else None)
     os.makedirs(opts.out, exist_ok=True)
     md = report.markdown(summary)
     with open(os.path.join(opts.out, "latest.md"), "w") as f:

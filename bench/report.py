@@ -4,7 +4,9 @@ summarize() turns the raw per-run records of bench.py into one row per
 (workload, transport) with, per series, the median (min-max) of requests/s
 and CPU time per request, the median of h2load's mean latency, the largest
 max latency, the failed requests over all repetitions, and the ratios
-mod_h2x / mod_http2 of each figure.
+mod_h2x / mod_http2 of each figure.  With a reference series (nginx, static
+workloads only), also mod_h2x / reference of CPU time per request and of
+requests/s.
 """
 
 import statistics
@@ -28,7 +30,9 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def summarize(raw: List[Dict], memory: List[Dict], meta: Dict, mod_a: str, mod_b: str,
-              h1: str) -> Dict:
+              h1: str, ref: Optional[str] = None) -> Dict:
+    """ref: the label of the reference server's series (nginx), if any."""
+    servers = (mod_a, mod_b) + ((ref,) if ref else ())
     rows = []
     for wl in meta["workloads"]:
         for transport in ("h2c", "h2"):
@@ -36,7 +40,7 @@ def summarize(raw: List[Dict], memory: List[Dict], meta: Dict, mod_a: str, mod_b
             if not runs:
                 continue
             series = {}
-            for name in (mod_a, mod_b, h1):
+            for name in servers + (h1,):
                 rs = [r for r in runs if r["series"] == name]
                 if not rs:
                     continue
@@ -64,21 +68,28 @@ def summarize(raw: List[Dict], memory: List[Dict], meta: Dict, mod_a: str, mod_b
             if h1 in series:
                 ratios["cpu_vs_h1"] = _ratio(med(a, "cpu_us_per_req"),
                                              med(series[h1], "cpu_us_per_req"))
+            if ref in series:
+                ratios["cpu_vs_ref"] = _ratio(med(a, "cpu_us_per_req"),
+                                              med(series[ref], "cpu_us_per_req"))
+                ratios["rps_vs_ref"] = _ratio(med(a, "rps"), med(series[ref], "rps"))
             rows.append({"workload": wl["key"], "title": wl["title"], "transport": transport,
                          "series": series, "ratios": ratios})
 
     mem_rows = []
     for transport in ("h2c", "h2"):
         per = {}
-        for module in (mod_a, mod_b):
+        for module in servers:
             per[module] = _stats([m["bytes_per_conn"] for m in memory
                                   if m["module"] == module and m["transport"] == transport])
         if per[mod_a] or per[mod_b]:
-            mem_rows.append({"transport": transport, "bytes_per_conn": per,
-                             "ratio": _ratio(per[mod_a] and per[mod_a]["median"],
-                                             per[mod_b] and per[mod_b]["median"])})
+            median = {k: v and v["median"] for k, v in per.items()}
+            mrow = {"transport": transport, "bytes_per_conn": per,
+                    "ratio": _ratio(median[mod_a], median[mod_b])}
+            if ref:
+                mrow["ratio_vs_ref"] = _ratio(median[mod_a], median[ref])
+            mem_rows.append(mrow)
     summary = {"meta": meta, "rows": rows, "memory": mem_rows, "mod_a": mod_a,
-               "mod_b": mod_b, "h1": h1}
+               "mod_b": mod_b, "h1": h1, "ref": ref}
     summary["targets"] = targets(summary)
     return summary
 
@@ -158,8 +169,19 @@ def _ms(v: Optional[float]) -> str:
     return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.1f} ms" if v < 1000 else f"{v / 1000:.2f} s"
 
 
+def _reference_line(summary: Dict) -> str:
+    """The header line on the reference server: what it is, or why it is missing."""
+    reference = summary["meta"].get("reference") or {}
+    if summary["ref"]:
+        return (f"- \"{summary['ref']}\": {reference['version']} (Debian), one worker "
+                "process pinned to CPU 0, bench/nginx.conf.tmpl (sendfile, no access log), "
+                "same document root and certificate; static workloads and idle memory only, "
+                "its CPU read like httpd's")
+    return f"- no nginx reference: {reference.get('note') or 'not run'}"
+
+
 def markdown(summary: Dict) -> str:
-    meta, a, b = summary["meta"], summary["mod_a"], summary["mod_b"]
+    meta, a, b, ref = summary["meta"], summary["mod_a"], summary["mod_b"], summary["ref"]
     m = meta["machine"]
     lines = [
         f"# mod_h2x vs mod_http2 ({meta['date']})",
@@ -167,13 +189,14 @@ def markdown(summary: Dict) -> str:
         f"- command: `{meta['command']}` ({meta['reps']} repetition(s), "
         f"{'quick' if meta['quick'] else 'full'} mode, {meta['duration_s']:.0f} s)",
         f"- machine: {m['cores']} cores, {m['cpu_model']}, Linux {m['kernel']}; "
-        f"httpd pinned to CPU 0, h2load to CPU 1: {m['taskset']}",
+        f"servers pinned to CPU 0, h2load to CPU 1: {m['taskset']}",
         f"- {m['httpd']} (apache2-bin {m['mod_http2']}, its mod_http2), {m['h2load']}, "
         f"mod_h2x at {m['commit']}",
-        f"- server CPU from: {meta['cpu_source']} (all httpd processes and their children); "
+        f"- server CPU from: {meta['cpu_source']} (all server processes and their children); "
         f"CPU/request = server CPU time / requests with a 2xx",
         f"- \"{summary['h1']}\" is h2load --h1 (keep-alive, no pipelining) against the "
         f"{meta['h1_server']} instance; uploads go to {meta['discard_handler']}",
+        _reference_line(summary),
         "",
         "## Per workload",
         "",
@@ -196,12 +219,19 @@ def markdown(summary: Dict) -> str:
         f"## Ratios {a} / {b}",
         "",
         "Below 1 is better for CPU and latency, above 1 is better for req/s. "
-        f"Noise band (mod_http2 against itself): {NOISE_BAND[0]}–{NOISE_BAND[1]}.",
+        f"Noise band (mod_http2 against itself): {NOISE_BAND[0]}–{NOISE_BAND[1]}."
+        + (f" CPU vs HTTP/1.1, CPU vs nginx and req/s vs nginx are {a} / that series."
+           if ref else f" CPU vs HTTP/1.1 is {a} / that series."),
         "",
         "| workload | transport | req/s | CPU/request | mean latency | max latency | "
-        f"failed ({a} / {b}) | CPU vs HTTP/1.1 |",
-        "|---|---|---|---|---|---|---|---|",
+        f"failed ({a} / {b}) | CPU vs HTTP/1.1 |"
+        + (" CPU vs nginx | req/s vs nginx |" if ref else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|---|" if ref else ""),
     ]
+
+    def opt(r, key):
+        return _fmt_ratio(r[key]) if key in r else ""
+
     for row in summary["rows"]:
         r, s = row["ratios"], row["series"]
         fa = s.get(a, {}).get("failed", "n/a")
@@ -209,16 +239,17 @@ def markdown(summary: Dict) -> str:
         lines.append(
             f"| {row['title']} | {row['transport']} | {_fmt_ratio(r['rps'])} | "
             f"{_fmt_ratio(r['cpu_us_per_req'])} | {_fmt_ratio(r['lat_mean_ms'])} | "
-            f"{_fmt_ratio(r['lat_max_ms'])} | {fa} / {fb} | "
-            f"{_fmt_ratio(r['cpu_vs_h1']) if 'cpu_vs_h1' in r else ''} |")
+            f"{_fmt_ratio(r['lat_max_ms'])} | {fa} / {fb} | {opt(r, 'cpu_vs_h1')} |"
+            + (f" {opt(r, 'cpu_vs_ref')} | {opt(r, 'rps_vs_ref')} |" if ref else ""))
     if summary["memory"]:
         lines += [
             "",
             f"## Memory: RSS per idle HTTP/2 connection ({meta['idle_connections']} "
             "connections, preface + SETTINGS exchanged)",
             "",
-            f"| transport | {a} | {b} | ratio |",
-            "|---|---|---|---|",
+            f"| transport | {a} | {b} | ratio |"
+            + (f" {ref} | {a} / nginx |" if ref else ""),
+            "|---|---|---|---|" + ("---|---|" if ref else ""),
         ]
         for mrow in summary["memory"]:
             per = mrow["bytes_per_conn"]
@@ -231,7 +262,9 @@ def markdown(summary: Dict) -> str:
                 return (f"{s['median'] / 1024:.1f} KiB ({s['min'] / 1024:.1f}–"
                         f"{s['max'] / 1024:.1f})")
             lines.append(f"| {mrow['transport']} | {kib(per[a])} | {kib(per[b])} | "
-                         f"{_fmt_ratio(mrow['ratio'])} |")
+                         f"{_fmt_ratio(mrow['ratio'])} |"
+                         + (f" {kib(per[ref])} | {_fmt_ratio(mrow['ratio_vs_ref'])} |"
+                            if ref else ""))
     lines += ["", "## Targets", "", "| target | where | measured | goal | met |",
               "|---|---|---|---|---|"]
     for t in summary["targets"]:

@@ -1,25 +1,29 @@
-"""One benchmark httpd instance, and what the benchmark measures on it.
+"""One benchmark server instance, and what the benchmark measures on it.
 
-Server writes an httpd.conf from bench/httpd.conf.tmpl into its own
-temporary server root, starts Debian's apache2 in the foreground (so the
-parent's pid is the Popen pid, and only that pid is ever signalled), pinned
-to CPU 0 with taskset when available, and measures:
+BaseServer writes a config from a template into its own temporary server
+root, starts the server in the foreground (so the parent's pid is the Popen
+pid, and only that pid is ever signalled), pinned to CPU 0 with taskset
+when available, and measures:
 
-- cpu_seconds(): user+system CPU time of every process of the server: the
-  parent, its children (the MPM children, the mod_cgid daemon) and their
-  children (CGI processes), read from /proc/<pid>/stat (utime, stime and
-  cutime, cstime, i.e. including waited-for children that already exited).
-  When a cgroup-v1 cpuacct hierarchy is writable, the server also runs in
-  its own cpuacct cgroup, whose counter includes every descendant even when
-  it exited without being waited for (mod_cgid's CGI processes);
-  cpu_seconds() then returns that figure and proc_cpu_seconds() the
-  /proc-based one.
+- cpu_snapshot(): user+system CPU time of every process of the server: the
+  parent, its children (httpd's MPM children and mod_cgid daemon, nginx's
+  worker) and their children (CGI processes), read from /proc/<pid>/stat
+  (utime, stime and cutime, cstime, i.e. including waited-for children that
+  already exited).  When a cgroup-v1 cpuacct hierarchy is writable, the
+  server also runs in its own cpuacct cgroup, whose counter includes every
+  descendant even when it exited without being waited for (mod_cgid's CGI
+  processes); bench.py then prefers that figure.
 - rss_bytes(): VmRSS summed over the same processes.
+
+Server is an httpd (Debian's apache2) with mod_h2x or mod_http2, from
+bench/httpd.conf.tmpl; NginxServer is Debian's nginx from
+bench/nginx.conf.tmpl, the reference of the static workloads.
 
 Shared pieces (ports, certificate, content) are plain functions.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +36,8 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
 TEMPLATE = os.path.join(BENCH_DIR, "httpd.conf.tmpl")
 APACHE2 = os.environ.get("H2X_APACHE2", "/usr/sbin/apache2")
+NGINX_TEMPLATE = os.path.join(BENCH_DIR, "nginx.conf.tmpl")
+NGINX = os.environ.get("H2X_NGINX", "/usr/sbin/nginx")
 MODDIR = "/usr/lib/apache2/modules"
 H2X_SO = os.path.join(REPO, ".libs", "mod_h2x.so")
 HTTP2_SO = os.path.join(MODDIR, "mod_http2.so")
@@ -102,6 +108,18 @@ def pattern_bytes(size: int) -> bytes:
     return (b"0123456789abcdef" * (size // 16 + 1))[:size]
 
 
+def nginx_version() -> Optional[str]:
+    """'nginx/1.22.1' (what `nginx -v` says), None if nginx is not installed."""
+    if not os.access(NGINX, os.X_OK):
+        return None
+    try:
+        proc = subprocess.run([NGINX, "-v"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"nginx/\S+", proc.stderr + proc.stdout)
+    return m.group(0) if m else None
+
+
 def have_taskset() -> bool:
     return shutil.which("taskset") is not None and os.cpu_count() and os.cpu_count() >= 2
 
@@ -165,49 +183,60 @@ class ServerError(Exception):
     pass
 
 
-class Server:
-    """An httpd with `module` ('mod_h2x' or 'mod_http2') in its own root.
+class BaseServer:
+    """A server process of the benchmark in its own temporary root.
 
-    docroot and cgibin are shared by all instances of a run (read-only);
-    `values` fills the template placeholders that are the same for every
-    instance (TIMEOUT, EXTRA, TEST_MODULE, CERT, KEY).
+    Subclasses set `program` (what messages call the server), `template`
+    (the config template), `config_name` (the config file written under
+    conf/) and `error_log_name` (its error log under logs/), and implement
+    config_values() (their template placeholders besides ROOT, HTTP_PORT and
+    HTTPS_PORT) and command() (the argv that runs the server in the
+    foreground with a config).  `values` fills the template placeholders
+    that are the same for every instance of a run (e.g. CERT, KEY).
     """
 
-    def __init__(self, module: str, workdir: str, docroot: str, cgibin: str,
-                 values: Dict[str, str], pin_cpu: Optional[int] = 0,
-                 so_path: Optional[str] = None):
-        """so_path: the module's shared object (default: the build tree's /
-        Debian's, see snapshot_modules())."""
-        self.module = module
-        self.so_path = so_path
-        self.root = tempfile.mkdtemp(prefix=f"{module}-", dir=workdir)
+    program = ""
+    template = ""
+    config_name = ""
+    error_log_name = ""
+
+    def __init__(self, name: str, workdir: str, values: Dict[str, str],
+                 pin_cpu: Optional[int] = 0, prefix: Optional[str] = None):
+        """name: the label of the server in results and messages; prefix:
+        of its root's directory name (default: name)."""
+        self.name = name
+        self.root = tempfile.mkdtemp(prefix=f"{prefix or name}-", dir=workdir)
         os.chmod(self.root, 0o755)
         for sub in ("conf", "logs", "run"):
             os.makedirs(os.path.join(self.root, sub), mode=0o755)
-        self.docroot, self.cgibin = docroot, cgibin
         self.values = dict(values)
         self.pin_cpu = pin_cpu
         self.proc: Optional[subprocess.Popen] = None
         self.cgroup: Optional[str] = None
         self.http_port = self.https_port = 0
 
+    def config_values(self) -> Dict[str, str]:
+        raise NotImplementedError
+
+    def command(self, conf: str) -> List[str]:
+        raise NotImplementedError
+
     @property
     def error_log(self) -> str:
-        return os.path.join(self.root, "logs", "error_log")
+        return os.path.join(self.root, "logs", self.error_log_name)
 
     def url(self, tls: bool, path: str = "/") -> str:
         return (f"https://localhost:{self.https_port}{path}" if tls
                 else f"http://127.0.0.1:{self.http_port}{path}")
 
     def write_config(self) -> str:
-        values = dict(self.values, ROOT=self.root, MODDIR=MODDIR, DOCROOT=self.docroot,
-                      CGIBIN=self.cgibin, H2_MODULE=load_module_line(self.module, self.so_path),
-                      HTTP_PORT=str(self.http_port), HTTPS_PORT=str(self.https_port))
-        with open(TEMPLATE) as f:
+        values = dict(self.values, ROOT=self.root, HTTP_PORT=str(self.http_port),
+                      HTTPS_PORT=str(self.https_port), **self.config_values())
+        with open(self.template) as f:
             text = f.read()
         for key, value in values.items():
             text = text.replace(f"@{key}@", value)
-        path = os.path.join(self.root, "conf", "httpd.conf")
+        path = os.path.join(self.root, "conf", self.config_name)
         with open(path, "w") as f:
             f.write(text)
         return path
@@ -222,13 +251,13 @@ class Server:
             self.cgroup = None
 
     def start(self, attempts: int = 3):
-        """Start httpd and wait until both ports accept connections."""
+        """Start the server and wait until both ports accept connections."""
         for _ in range(attempts):
             self.http_port, self.https_port = free_ports(2)
             conf = self.write_config()
             if self.cgroup is None:
                 self._make_cgroup()
-            cmd = [APACHE2, "-d", self.root, "-f", conf, "-DFOREGROUND"]
+            cmd = self.command(conf)
             if self.pin_cpu is not None and have_taskset():
                 cmd = ["taskset", "-c", str(self.pin_cpu)] + cmd
             cgroup = self.cgroup
@@ -252,14 +281,14 @@ class Server:
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and self.proc.poll() is None:
                 if self._accepts(self.http_port) and self._accepts(self.https_port):
-                    time.sleep(0.3)   # let all MPM children come up
+                    time.sleep(0.3)   # let all worker processes come up
                     return
                 time.sleep(0.1)
             log = self.log_tail()
             self.stop()
             if "Address already in use" not in log:
-                raise ServerError(f"{self.module}: httpd did not start:\n{log}")
-        raise ServerError(f"{self.module}: no free ports after {attempts} attempts")
+                raise ServerError(f"{self.name}: {self.program} did not start:\n{log}")
+        raise ServerError(f"{self.name}: no free ports after {attempts} attempts")
 
     @staticmethod
     def _accepts(port: int) -> bool:
@@ -271,9 +300,9 @@ class Server:
 
     def log_tail(self, lines: int = 20) -> str:
         out = []
-        for name in ("stderr", "error_log"):
+        for path in (os.path.join(self.root, "logs", "stderr"), self.error_log):
             try:
-                with open(os.path.join(self.root, "logs", name), errors="replace") as f:
+                with open(path, errors="replace") as f:
                     out += f.readlines()[-lines:]
             except OSError:
                 pass
@@ -325,6 +354,64 @@ class Server:
 
     def rss_bytes(self) -> int:
         return sum(_rss_of(pid) for pid in self.pids())
+
+
+class Server(BaseServer):
+    """An httpd with `module` ('mod_h2x' or 'mod_http2') in its own root.
+
+    docroot and cgibin are shared by all instances of a run (read-only);
+    `values` fills the template placeholders that are the same for every
+    instance (TIMEOUT, EXTRA, TEST_MODULE, CERT, KEY).
+    """
+
+    program = "httpd"
+    template = TEMPLATE
+    config_name = "httpd.conf"
+    error_log_name = "error_log"
+
+    def __init__(self, module: str, workdir: str, docroot: str, cgibin: str,
+                 values: Dict[str, str], pin_cpu: Optional[int] = 0,
+                 so_path: Optional[str] = None):
+        """so_path: the module's shared object (default: the build tree's /
+        Debian's, see snapshot_modules())."""
+        super().__init__(module, workdir, values, pin_cpu)
+        self.so_path = so_path
+        self.docroot, self.cgibin = docroot, cgibin
+
+    @property
+    def module(self) -> str:
+        return self.name
+
+    def config_values(self) -> Dict[str, str]:
+        return {"MODDIR": MODDIR, "DOCROOT": self.docroot, "CGIBIN": self.cgibin,
+                "H2_MODULE": load_module_line(self.module, self.so_path)}
+
+    def command(self, conf: str) -> List[str]:
+        return [APACHE2, "-d", self.root, "-f", conf, "-DFOREGROUND"]
+
+
+class NginxServer(BaseServer):
+    """Debian's nginx serving `docroot` (bench/nginx.conf.tmpl): a private
+    instance whose pid file, error log and temporary directories are all in
+    its own root; `values` has CERT and KEY."""
+
+    program = "nginx"
+    template = NGINX_TEMPLATE
+    config_name = "nginx.conf"
+    error_log_name = "error.log"
+
+    def __init__(self, workdir: str, docroot: str, values: Dict[str, str],
+                 name: str = "nginx", pin_cpu: Optional[int] = 0):
+        super().__init__(name, workdir, values, pin_cpu, prefix="nginx")
+        self.docroot = docroot
+
+    def config_values(self) -> Dict[str, str]:
+        return {"DOCROOT": self.docroot}
+
+    def command(self, conf: str) -> List[str]:
+        # -e: the error log from the very start, before the config is read
+        # (not the compiled-in /var/log/nginx/error.log).
+        return [NGINX, "-p", self.root + "/", "-c", conf, "-e", self.error_log]
 
 
 def stop_all(servers, backend: Optional[subprocess.Popen], workdir: str):

@@ -59,6 +59,12 @@ Beam::Beam(const char *tag, std::size_t max_buffer) noexcept
 {
 }
 
+void Beam::grow(std::size_t max_buffer) noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    max_buffer_ = std::max(max_buffer_, max_buffer);
+}
+
 /* Wake the other side: threads waiting on cond_ and, after unlocking, the
  * notifier (which must not take lock_). */
 void Beam::signal(std::unique_lock<std::mutex> &lock) noexcept

@@ -158,7 +158,9 @@ class Beam {
     /* Trailers, once every body byte was read. */
     bool take_trailers(Head *out) noexcept;
     State state() const noexcept;
-
+    /* Raise max_buffer to `max_buffer` (never lowers it): c1 opened a
+     * larger flow-control window for the request body it carries. */
+    void grow(std::size_t max_buffer) noexcept;
 
   private:
     void signal(std::unique_lock<std::mutex> &lock) noexcept;
@@ -167,7 +169,7 @@ class Beam {
     State state_locked() const noexcept;
 
     const char *tag_;
-    const std::size_t max_buffer_;
+    std::size_t max_buffer_;            /* under lock_ */
     mutable std::mutex lock_;
     std::condition_variable cond_;      /* any transition */
     /* A piece of body: bytes held in memory, or a file range. */

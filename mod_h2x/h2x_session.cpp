@@ -248,8 +248,8 @@ bool Session::init(request_rec *upgrade) noexcept
     /* The connection window covers every stream's window. */
     int64_t conn_window = static_cast<int64_t>(window_size_) * max_streams_;
     conn_window = std::min<int64_t>(std::max<int64_t>(conn_window, 1 << 20), 0x7fffffff);
-    nghttp2_session_set_local_window_size(ngh2_, NGHTTP2_FLAG_NONE, 0,
-                                          static_cast<int32_t>(conn_window));
+    conn_window_ = static_cast<int32_t>(conn_window);
+    nghttp2_session_set_local_window_size(ngh2_, NGHTTP2_FLAG_NONE, 0, conn_window_);
 
     if (upgrade) {
         /* RFC 7540 §3.2 (kept by RFC 9113 §3.1 for existing clients):
@@ -573,6 +573,7 @@ void Session::schedule(Stream *s) noexcept
     int32_t id = s->id;
     if (!req.end_stream) {
         /* Holds at most one window of data: flow control bounds it. */
+        s->in_window = window_size_;
         s->in.reset(new Beam("in", static_cast<std::size_t>(window_size_) + 16384));
     }
     s->scheduled = true;
@@ -1152,10 +1153,46 @@ void Session::process_input_consumed(Stream *s) noexcept
     if (!s->in || s->closed) {
         return;
     }
-    std::uint64_t received = s->in->state().received;
-    if (received > s->in_consumed) {
-        nghttp2_session_consume(ngh2_, s->id, static_cast<size_t>(received - s->in_consumed));
-        s->in_consumed = received;
+    Beam::State st = s->in->state();
+    if (st.received > s->in_consumed) {
+        grow_in_window(s, st);
+        nghttp2_session_consume(ngh2_, s->id, static_cast<size_t>(st.received - s->in_consumed));
+        s->in_consumed = st.received;
+    }
+}
+
+/* A request body's window grows while the handler outpaces it (RFC 9113
+ * §5.2.2: the receiver sizes its windows; §6.9.2 lets it raise one with
+ * WINDOW_UPDATE at any time). With one fixed H2WindowSize window, a fast
+ * reader - mod_proxy_http2 passing an upload on, which backs off on a
+ * timer whenever its input is empty - waits a round trip for every window.
+ * So when the handler has taken every byte that arrived (`in` is empty)
+ * while the client is held back by the window (less than a quarter of it
+ * left: a WINDOW_UPDATE goes out after half of it was consumed, so a
+ * client that keeps up never gets that low), the window doubles, up to
+ * IN_WINDOW_MAX. A client that is slower than its handler has most of its
+ * window left whenever the handler catches up, so its window stays as
+ * configured. Memory stays bounded by the
+ * connection window, which every stream's buffered body counts against. */
+void Session::grow_in_window(Stream *s, const Beam::State &in) noexcept
+{
+    int32_t max = std::min(IN_WINDOW_MAX, conn_window_);
+    if (in.buffered > 0 || in.end != BeamEnd::OPEN || s->in_window >= max
+        || s->state != StreamState::OPEN) {
+        return;
+    }
+    int32_t left = nghttp2_session_get_stream_local_window_size(ngh2_, s->id);
+    if (left >= s->in_window / 4) {
+        return;
+    }
+    int32_t grown = static_cast<int32_t>(std::min<int64_t>(int64_t{s->in_window} * 2, max));
+    /* First room in the beam, then the window that lets the client fill it. */
+    s->in->grow(static_cast<std::size_t>(grown) + 16384);
+    if (nghttp2_session_set_local_window_size(ngh2_, NGHTTP2_FLAG_NONE, s->id, grown) == 0) {
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c1_,
+                      "h2x_stream(%ld-%d): request body window %d -> %d", c1_->id, s->id,
+                      static_cast<int>(s->in_window), static_cast<int>(grown));
+        s->in_window = grown;
     }
 }
 

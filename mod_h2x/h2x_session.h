@@ -103,6 +103,7 @@ class Session {
     void start_shutdown(uint32_t error) noexcept; /* GOAWAY */
     void teardown() noexcept; /* idempotent */
     void check_blocked_output(apr_time_t now) noexcept;
+    void grow_in_window(Stream *s, const Beam::State &in) noexcept;
     void release_held_output(apr_time_t now) noexcept;
     apr_interval_time_t next_hold_end(apr_time_t now) const noexcept;
 
@@ -116,6 +117,7 @@ class Session {
     int open_streams_ = 0;          /* streams nghttp2 has not closed */
     int max_streams_ = 100;         /* H2MaxSessionStreams */
     int window_size_ = 65535;       /* H2WindowSize */
+    int32_t conn_window_ = 1 << 20; /* our connection receive window */
     std::size_t stream_max_mem_ = 65536;
     int max_data_frame_len_ = 0;    /* H2MaxDataFrameLen, 0: no own cap */
     int padding_bits_ = 0;          /* H2Padding */
@@ -150,6 +152,8 @@ class Session {
     static constexpr int CLIENT_WAIT_FREE = 2;
     /* Request body bytes a task takes before it tells c1 (flow control). */
     static constexpr std::size_t CONSUME_SIGNAL = 16384;
+    /* A request body's stream window grows up to this (grow_in_window()). */
+    static constexpr int32_t IN_WINDOW_MAX = 1 << 20;
     static constexpr apr_interval_time_t WAIT_RECHECK = 50 * 1000; /* 50 ms */
     int streams_opened_ = 0;        /* streams the client opened */
     bool summary_logged_ = false;

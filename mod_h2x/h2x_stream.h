@@ -45,6 +45,7 @@ struct Stream {
     bool rst_submitted = false;              /* c1: we asked for RST_STREAM */
     std::uint64_t in_received = 0;           /* c1: request bytes put into `in` */
     std::uint64_t in_consumed = 0;           /* c1: request bytes given back to flow control */
+    std::int32_t in_window = 0;              /* c1: the request body's stream window */
     apr_time_t blocked_since = 0;            /* c1: output waits on the client's window */
     apr_time_t stop_body_at = 0;             /* c1: response complete, body unread since */
     std::uint64_t blocked_sent = 0;          /* c1: bytes taken from `out` at blocked_since */

@@ -129,3 +129,48 @@ def test_h2x_210_04_upload_100mb(server, env, proto, target):
     assert r.exit_code == 0, r
     assert r.status == 200, r
     assert r.body == f"{digest.hexdigest()} {100 << 20}\n".encode()
+
+
+def _stream_window_updates(c, sid: int) -> list:
+    return [f.increment for f in c.frames if f.type == "WINDOW_UPDATE" and f.stream_id == sid]
+
+
+@pytest.mark.parametrize("server", ["h2-module-last"], indirect=True)
+def test_h2x_210_05_window_grows_for_fast_reader(server, frame_client):
+    """A handler that reads faster than the client may send gets a larger
+    stream window (doubling from H2WindowSize, at most 1 MiB), and not a
+    byte is lost on the way."""
+    body = _body(2 << 20)
+    c = frame_client(server=server)
+    sid = c.request("POST", TARGETS["handler"][0], end_stream=False,
+                    headers=[("content-length", str(len(body)))])
+    assert c.send_data(sid, body, end_stream=True, timeout=60)
+    assert c.wait_stream_end(sid, timeout=30)
+    s = c.stream(sid)
+    assert s.status == 200, s.frames_str()
+    assert s.body == _expected("handler", body)
+    increments = _stream_window_updates(c, sid)
+    assert max(increments) > 65535, increments
+    assert max(increments) <= 1 << 20, increments
+
+
+@pytest.mark.parametrize("server", ["h2-module-last"], indirect=True)
+def test_h2x_210_06_window_stays_for_slow_client(server, frame_client):
+    """A client slower than its handler keeps the configured window: the
+    server never offers it more than H2WindowSize at once."""
+    body = _body(96 * KIB)
+    c = frame_client(server=server)
+    sid = c.request("POST", TARGETS["handler"][0], end_stream=False,
+                    headers=[("content-length", str(len(body)))])
+    # 2 KiB per 40 ms (~2 s): the handler would have to stall for ~1 s to
+    # let this client run its window down to a quarter.
+    piece = 2 * KIB
+    for pos in range(0, len(body), piece):
+        assert c.send_data(sid, body[pos:pos + piece], end_stream=pos + piece >= len(body))
+        c.run(timeout=0.04)
+    assert c.wait_stream_end(sid, timeout=30)
+    s = c.stream(sid)
+    assert s.status == 200, s.frames_str()
+    assert s.body == _expected("handler", body)
+    increments = _stream_window_updates(c, sid)
+    assert increments and max(increments) <= 65535, increments
