@@ -149,18 +149,27 @@ SendResult Beam::send(std::vector<Head> *heads, std::string *body, Head *trailer
         wake = wake || buffered_ == 0
                || (buffered_ < FRAME_WORTH && buffered_ + total >= FRAME_WORTH);
         if (len) {
-            if (len < SMALL_APPEND && !chunks_.empty() && !chunks_.back().file.file
-                && chunks_.back().bytes.size() + len <= FRAME_WORTH) {
-                /* Small pieces (a client sending 1-byte DATA frames) join
-                 * the last one: a piece each would cost ~100 bytes of
-                 * bookkeeping per byte. */
-                chunks_.back().bytes.append(*body);
+            std::string *last = chunks_.empty() || chunks_.back().file.file
+                                    ? nullptr : &chunks_.back().bytes;
+            if (last && ((len < SMALL_APPEND && last->size() + len <= FRAME_WORTH)
+                         || last->capacity() - last->size() >= len)) {
+                /* Bytes join the last piece when it has room for them (a
+                 * proxy passing 8 KiB reads in 64 KiB buffers), or when
+                 * they are few (a client sending 1-byte DATA frames): a
+                 * piece each would cost an allocation, or ~100 bytes of
+                 * bookkeeping per byte. The sender keeps its buffer. */
+                last->append(*body);
+                body->clear();
             }
             else {
                 chunks_.emplace_back();
                 chunks_.back().bytes = std::move(*body);
+                /* The sender's next buffer: one the receiver emptied
+                 * (read_data()), so that a stream does not allocate (and
+                 * fault in) a fresh one per piece. */
+                body->swap(spare_);
+                body->clear();
             }
-            body->clear();
             in_memory_ += len;
         }
         if (file_len) {
@@ -214,6 +223,7 @@ void Beam::drop_body() noexcept
 {
     /* An aborted beam delivers nothing more (and closes its files). */
     chunks_.clear();
+    spare_ = std::string();
     chunk_off_ = 0;
     buffered_ = 0;
     in_memory_ = 0;
@@ -255,6 +265,9 @@ std::size_t Beam::read_data(char *buf, std::size_t max, State *after) noexcept
         n += take;
         chunk_off_ += take;
         if (chunk_off_ == front.size()) {
+            if (!front.file.file && front.bytes.capacity() > spare_.capacity()) {
+                spare_.swap(front.bytes);
+            }
             chunks_.pop_front();
             chunk_off_ = 0;
         }

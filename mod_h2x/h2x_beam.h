@@ -179,6 +179,7 @@ class Beam {
         std::size_t size() const noexcept { return file.file ? file.len : bytes.size(); }
     };
     std::deque<Piece> chunks_;          /* under lock_: body pieces */
+    std::string spare_;                 /* under lock_: an emptied piece's buffer, for the sender */
     std::size_t chunk_off_ = 0;         /* under lock_: offset in chunks_.front() */
     std::size_t buffered_ = 0;          /* under lock_: body bytes, file ranges included */
     std::size_t in_memory_ = 0;         /* under lock_: the part of buffered_ held in memory */
