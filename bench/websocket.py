@@ -188,6 +188,11 @@ def main(argv=None) -> int:
             log(f"{module}: pid {s.pid}, h2c {s.http_port}")
         results = {m: {"p50": [], "p99": [], "mbps": []} for m in servers}
         order = list(servers)
+        for module in order:
+            # One warm-up each (threads, connections, the backend's first
+            # socket), as bench/streaming does: not measured.
+            latency(servers[module].http_port, min(200, opts.messages))
+            throughput(servers[module].http_port, min(10_000_000, opts.bytes))
         for rep in range(opts.reps):
             for module in (order if rep % 2 == 0 else order[::-1]):
                 s = servers[module]
