@@ -174,9 +174,9 @@ bool Workers::cancel(Task *task) noexcept
 
 bool Workers::has_reserve() noexcept
 {
-    std::lock_guard<std::mutex> lock(lock_);
-    int used = threads_ - static_cast<int>(waiting_.size()) + static_cast<int>(queue_.size());
-    return max_ - used > max_ / 4;
+    Stats st = stats();
+    int used = st.busy + st.queued;
+    return st.max_workers - used > st.max_workers / 4;
 }
 
 Workers::Stats Workers::stats() noexcept
