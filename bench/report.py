@@ -174,7 +174,7 @@ def _reference_line(summary: Dict) -> str:
     reference = summary["meta"].get("reference") or {}
     if summary["ref"]:
         return (f"- \"{summary['ref']}\": {reference['version']} (Debian), one worker "
-                "process pinned to CPU 0, bench/nginx.conf.tmpl (sendfile, no access log), "
+                "process pinned to CPU 0, bench/nginx.conf.tmpl (sendfile off, no access log), "
                 "same document root and certificate; static workloads and idle memory only, "
                 "its CPU read like httpd's")
     return f"- no nginx reference: {reference.get('note') or 'not run'}"
