@@ -574,7 +574,7 @@ void Session::schedule(Stream *s) noexcept
     if (!req.end_stream) {
         /* Holds at most one window of data: flow control bounds it. */
         s->in_window = window_size_;
-        s->in.reset(new Beam("in", static_cast<std::size_t>(window_size_) + 16384));
+        s->in.reset(new Beam("in", static_cast<std::size_t>(window_size_) + IN_SLACK));
     }
     s->scheduled = true;
     ready_.push_back(id);
@@ -1172,8 +1172,8 @@ void Session::process_input_consumed(Stream *s) noexcept
  * client that keeps up never gets that low), the window doubles, up to
  * IN_WINDOW_MAX. A client that is slower than its handler has most of its
  * window left whenever the handler catches up, so its window stays as
- * configured. Memory stays bounded by the
- * connection window, which every stream's buffered body counts against. */
+ * configured. Memory stays bounded by the connection window, which every
+ * stream's buffered body counts against. */
 void Session::grow_in_window(Stream *s, const Beam::State &in) noexcept
 {
     int32_t max = std::min(IN_WINDOW_MAX, conn_window_);
@@ -1187,7 +1187,7 @@ void Session::grow_in_window(Stream *s, const Beam::State &in) noexcept
     }
     int32_t grown = static_cast<int32_t>(std::min<int64_t>(int64_t{s->in_window} * 2, max));
     /* First room in the beam, then the window that lets the client fill it. */
-    s->in->grow(static_cast<std::size_t>(grown) + 16384);
+    s->in->grow(static_cast<std::size_t>(grown) + IN_SLACK);
     if (nghttp2_session_set_local_window_size(ngh2_, NGHTTP2_FLAG_NONE, s->id, grown) == 0) {
         ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c1_,
                       "h2x_stream(%ld-%d): request body window %d -> %d", c1_->id, s->id,

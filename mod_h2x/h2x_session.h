@@ -152,6 +152,8 @@ class Session {
     static constexpr int CLIENT_WAIT_FREE = 2;
     /* Request body bytes a task takes before it tells c1 (flow control). */
     static constexpr std::size_t CONSUME_SIGNAL = 16384;
+    /* A request body's beam holds its stream window and this much more. */
+    static constexpr std::size_t IN_SLACK = 16384;
     /* A request body's stream window grows up to this (grow_in_window()). */
     static constexpr int32_t IN_WINDOW_MAX = 1 << 20;
     static constexpr apr_interval_time_t WAIT_RECHECK = 50 * 1000; /* 50 ms */
