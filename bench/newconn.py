@@ -13,8 +13,12 @@ the same on idle servers.
 
 Found on 2026-11-30 (issue 11, 1000 connections' max latency): with 200
 busy h2c connections, 500 new connections waited p50 1.2-3.9 s for
-mod_h2x against 0.12-0.22 s for mod_http2, HTTP/1.1 ones alike; on idle
-servers both take 0.07-0.3 s.  Benchmarks are not tests: nothing here
+mod_h2x against 0.12-0.22 s for mod_http2, HTTP/1.1 ones alike: busy
+connections kept their MPM threads between requests and starved the
+MPM's listener of CPU.  Since idle sessions go straight back to the MPM,
+mod_h2x takes them up at p50 0.04-0.18 s (docs/performance.md).
+
+Benchmarks are not tests: nothing here
 passes or fails.
 """
 

@@ -1535,10 +1535,13 @@ RunResult Session::run(bool may_suspend) noexcept
                 write_output();
                 break;
             }
-            else if (may_suspend) {
-                /* Idle for a moment: give the thread back to the MPM, which
-                 * watches the socket (KeepAliveTimeout) and calls us again
-                 * when the client sends more; see pre_close(). */
+            if (may_suspend) {
+                /* Idle: give the thread back to the MPM at once. It watches
+                 * the socket (KeepAliveTimeout) and calls us again when the
+                 * client sends more; see pre_close(). Holding on to the
+                 * thread for even a few ms lets busy keep-alive connections
+                 * bypass the listener, whose accept queue then starves
+                 * (docs/performance.md, "New connections under load"). */
                 return RunResult::YIELDED;
             }
         }
@@ -1547,8 +1550,9 @@ RunResult Session::run(bool may_suspend) noexcept
         }
         apr_interval_time_t wait = apr_time_from_sec(1);
         if (state_ == SessionState::IDLE) {
-            apr_interval_time_t left = may_suspend ? SUSPEND_AFTER
-                                                   : keepalive - (apr_time_now() - idle_since_);
+            /* Only a thread that may not suspend (sync MPM, h2c Upgrade)
+             * gets here idle: it waits out KeepAliveTimeout itself. */
+            apr_interval_time_t left = keepalive - (apr_time_now() - idle_since_);
             wait = std::max<apr_interval_time_t>(std::min(wait, left), 1000);
         }
         if (ws_seen_) {

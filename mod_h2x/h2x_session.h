@@ -45,12 +45,11 @@ class Session {
     /* h2c Upgrade: `r` becomes stream 1 (RFC 9113 §3.2 of RFC 7540). */
     bool init(request_rec *upgrade_request) noexcept;
     /* Runs until the connection is done or, with `may_suspend` (an async
-     * MPM), until it has been idle for SUSPEND_AFTER. */
+     * MPM), until it has no stream left (idle: YIELDED). */
     RunResult run(bool may_suspend) noexcept;
     /* The connection is about to close (pre_close_connection hook). */
     void pre_close() noexcept;
 
-    static constexpr apr_interval_time_t SUSPEND_AFTER = 10 * 1000; /* 10 ms */
     static constexpr std::size_t OUT_FLUSH = 64 * 1024; /* coalesce writes up to this */
 
     /* nghttp2 callbacks (trampolines in h2x_session.cpp) */
