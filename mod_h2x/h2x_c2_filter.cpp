@@ -909,6 +909,11 @@ apr_status_t net_in_peek(apr_bucket_brigade *held, apr_off_t readbytes,
         if (rv != APR_SUCCESS) {
             return rv;
         }
+        /* Into `bb` before a split: a fresh copy still carries the ring
+         * links of `b`, and a split would link its remainder into `held`,
+         * leaving held's tail pointing at a bucket of `bb` (appends to
+         * `held` then went astray). */
+        APR_BRIGADE_INSERT_TAIL(bb, copy);
         if (!APR_BUCKET_IS_METADATA(copy)) {
             if (static_cast<apr_off_t>(copy->length) > left) {
                 apr_bucket_split(copy, static_cast<apr_size_t>(left));
@@ -916,7 +921,6 @@ apr_status_t net_in_peek(apr_bucket_brigade *held, apr_off_t readbytes,
             }
             left -= static_cast<apr_off_t>(copy->length);
         }
-        APR_BRIGADE_INSERT_TAIL(bb, copy);
     }
     return APR_SUCCESS;
 }
