@@ -18,8 +18,7 @@ connections kept their MPM threads between requests and starved the
 MPM's listener of CPU.  Since idle sessions go straight back to the MPM,
 mod_h2x takes them up at p50 0.04-0.18 s (docs/performance.md).
 
-Benchmarks are not tests: nothing here
-passes or fails.
+Benchmarks are not tests: nothing here passes or fails.
 """
 
 import argparse
