@@ -7,13 +7,19 @@ WebSocket backend (test/h2x/ws_backend.py, python3-websockets).  The client
 is a raw HTTP/2 client (python3-h2) over h2c, on one connection per module:
 
 - latency: a 16-byte text message to /ws/echo and back, one at a time,
-  --messages times; median and 99th percentile of the round trip;
+  --messages times per module; both modules' sockets are open at once and
+  the messages alternate between them one by one (A B A B ..., B A B A
+  ... in every other repetition), so both see the same machine load;
+  median and 99th percentile of the round trip per repetition, and over
+  all messages of all repetitions pooled;
 - throughput: /ws/bulk/N, the backend sends --bytes bytes in 64 KiB
   binary messages; MB/s from the CONNECT to the last message's last byte.
 
-Repetitions are interleaved (A B, then B A, ...); the table shows the
+Bulk transfers are interleaved (A B, then B A, ...); the table shows the
 median over repetitions and the ratio mod_h2x / mod_http2 (below 1 is
-better for latency, above 1 for throughput).  Benchmarks are not tests:
+better for latency and CPU, above 1 for throughput).  The bulk rate is
+mostly the Python client's own speed; the server CPU per MB (cgroup, or
+/proc) is the server's share.  Benchmarks are not tests:
 nothing here passes or fails.
 """
 
@@ -106,24 +112,59 @@ class Client:
         self.sock.close()
 
 
-def latency(port: int, messages: int):
-    c = Client(port)
+class EchoSocket:
+    """One WebSocket to /ws/echo on its own h2c connection."""
+
+    MSG = ws_frame(TEXT, b"0123456789abcdef", mask=b"\0\0\0\0")
+
+    def __init__(self, port: int):
+        self.client = Client(port)
+        self.sid = self.client.connect_ws("/ws/echo")
+
+    def round_trip(self) -> float:
+        c, sid = self.client, self.sid
+        c.data[sid] = bytearray()
+        t0 = time.perf_counter()
+        c.conn.send_data(sid, self.MSG)
+        c.flush()
+        while len(c.data.get(sid, b"")) < 18:
+            c.pump()
+        return time.perf_counter() - t0
+
+    def close(self):
+        self.client.close()
+
+
+def cpu_seconds(server) -> float:
+    """The server's CPU time: its cpuacct cgroup when it has one (every
+    process of it), else the process tree's /proc counters."""
+    snap = server.cpu_snapshot()
+    return snap["cgroup"] if snap["cgroup"] is not None else snap["proc"]
+
+
+def percentile(sorted_values, q: float) -> float:
+    return sorted_values[max(0, int(len(sorted_values) * q) - 1)]
+
+
+def latency(ports: dict, messages: int, flip: bool) -> dict:
+    """Round trips through every module's socket in turn, message by
+    message (A B A B ..., B A B A ... when `flip`), so that all modules are
+    measured under the same machine load: on this 2-core machine the
+    client, the backend and httpd share the CPUs and the load drifts
+    between repetitions more than the modules differ."""
+    socks = {}
     try:
-        sid = c.connect_ws("/ws/echo")
-        msg = ws_frame(TEXT, b"0123456789abcdef", mask=b"\0\0\0\0")
-        rtts = []
-        for _ in range(messages):
-            c.data[sid] = bytearray()
-            t0 = time.perf_counter()
-            c.conn.send_data(sid, msg)
-            c.flush()
-            while len(c.data.get(sid, b"")) < 18:
-                c.pump()
-            rtts.append(time.perf_counter() - t0)
-        rtts.sort()
-        return statistics.median(rtts) * 1e3, rtts[int(len(rtts) * 0.99) - 1] * 1e3
+        for m, port in ports.items():
+            socks[m] = EchoSocket(port)
+        order = list(socks)[::-1] if flip else list(socks)
+        rtts = {m: [] for m in socks}
+        for i in range(messages):
+            for m in (order if i % 2 == 0 else order[::-1]):
+                rtts[m].append(socks[m].round_trip())
+        return rtts
     finally:
-        c.close()
+        for s in socks.values():
+            s.close()
 
 
 def throughput(port: int, nbytes: int):
@@ -186,38 +227,64 @@ def main(argv=None) -> int:
             servers[module] = s
             s.start()
             log(f"{module}: pid {s.pid}, h2c {s.http_port}")
-        results = {m: {"p50": [], "p99": [], "mbps": []} for m in servers}
+        results = {m: {"p50": [], "p99": [], "mbps": [], "us_msg": [], "ms_mb": []}
+                   for m in servers}
+        pooled = {m: [] for m in servers}
         order = list(servers)
+        ports = {m: servers[m].http_port for m in order}
+        # One warm-up (threads, connections, the backend's first socket),
+        # as bench/streaming does: not measured.
+        latency(ports, min(200, opts.messages), False)
         for module in order:
-            # One warm-up each (threads, connections, the backend's first
-            # socket), as bench/streaming does: not measured.
-            latency(servers[module].http_port, min(200, opts.messages))
             throughput(servers[module].http_port, min(10_000_000, opts.bytes))
         for rep in range(opts.reps):
+            cpu0 = {m: cpu_seconds(servers[m]) for m in order}
+            rtts = latency(ports, opts.messages, rep % 2 == 1)
+            for module in order:
+                used = cpu_seconds(servers[module]) - cpu0[module]
+                results[module]["us_msg"].append(used / opts.messages * 1e6)
+            for module in order:
+                r = sorted(rtts[module])
+                pooled[module].extend(r)
+                results[module]["p50"].append(statistics.median(r) * 1e3)
+                results[module]["p99"].append(percentile(r, 0.99) * 1e3)
             for module in (order if rep % 2 == 0 else order[::-1]):
-                s = servers[module]
-                p50, p99 = latency(s.http_port, opts.messages)
-                mbps = throughput(s.http_port, opts.bytes)
-                results[module]["p50"].append(p50)
-                results[module]["p99"].append(p99)
-                results[module]["mbps"].append(mbps)
-                log(f"rep {rep + 1} {module:9}: rtt median {p50:.3f} ms, p99 {p99:.3f} ms, "
-                    f"{mbps:.1f} MB/s")
+                cpu0 = cpu_seconds(servers[module])
+                results[module]["mbps"].append(throughput(servers[module].http_port, opts.bytes))
+                used = cpu_seconds(servers[module]) - cpu0
+                results[module]["ms_mb"].append(used / (opts.bytes / 1e6) * 1e3)
+            for module in order:
+                res = results[module]
+                log(f"rep {rep + 1} {module:9}: rtt median {res['p50'][-1]:.3f} ms, "
+                    f"p99 {res['p99'][-1]:.3f} ms, {res['us_msg'][-1]:.0f} µs CPU/message, "
+                    f"{res['mbps'][-1]:.1f} MB/s, {res['ms_mb'][-1]:.2f} ms CPU/MB")
     finally:
         stop_all(servers.values(), backend, workdir)
 
     a, b = "mod_h2x", "mod_http2"
     med = {m: {k: statistics.median(v) for k, v in r.items()} for m, r in results.items()}
-    print(f"WebSockets over HTTP/2, h2c, {opts.reps} interleaved repetitions, "
-          f"{opts.messages} messages, {opts.bytes} bytes")
+    for m in pooled:
+        pooled[m].sort()
+    print(f"WebSockets over HTTP/2, h2c, {opts.reps} repetitions, {opts.messages} round trips "
+          f"per module each (alternating between the modules message by message), "
+          f"{opts.bytes} bytes bulk (interleaved)")
     print()
     print(f"| measure | {a} | {b} | ratio {a}/{b} |")
     print("|---|---|---|---|")
     for key, label, unit in (("p50", "round trip, median", "ms"),
                              ("p99", "round trip, p99", "ms"),
-                             ("mbps", "bulk throughput", "MB/s")):
-        print(f"| {label} | {med[a][key]:.3f} {unit} | {med[b][key]:.3f} {unit} | "
-              f"{med[a][key] / med[b][key]:.2f} |")
+                             ("us_msg", "server CPU per round trip", "µs"),
+                             ("mbps", "bulk throughput", "MB/s"),
+                             ("ms_mb", "server CPU per MB of bulk", "ms")):
+        print(f"| {label} (median of repetitions) | {med[a][key]:.3f} {unit} | "
+              f"{med[b][key]:.3f} {unit} | {med[a][key] / med[b][key]:.2f} |")
+    for q, label in ((0.5, "median"), (0.99, "p99"), (0.999, "p99.9")):
+        va, vb = percentile(pooled[a], q) * 1e3, percentile(pooled[b], q) * 1e3
+        print(f"| round trip, {label} (all {len(pooled[a])} messages) | {va:.3f} ms | "
+              f"{vb:.3f} ms | {va / vb:.2f} |")
+    wins = sum(1 for x, y in zip(results[a]["p99"], results[b]["p99"]) if x <= y)
+    print()
+    print(f"p99 of {a} <= {b}'s in {wins} of {opts.reps} repetitions")
     return 0
 
 
