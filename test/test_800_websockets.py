@@ -52,6 +52,7 @@ LoadModule proxy_wstunnel_module {wstunnel}
 H2WebSockets on
 H2MaxWorkers 160
 ProxyPass "/ws/" "http://127.0.0.1:{port}/" upgrade=websocket timeout=10
+ProxyPass "/wsq/" "http://localhost:{port}/" upgrade=websocket timeout=2
 <Location "/wst/">
     ProxyWebsocketFallbackToProxyHttp off
     ProxyPass "ws://127.0.0.1:{port}/"
@@ -240,6 +241,68 @@ def test_h2x_800_10_stop_with_open_sockets(ws_server, frame_client):
     ws_server.start()
     assert elapsed < 4, elapsed
     assert not [ln for ln in ws_server.error_log_lines() if "AH00045" in ln]
+
+
+@pytest.mark.parametrize("missing", [":path", ":scheme", ":authority"])
+def test_h2x_800_12_malformed_connect(ws_server, frame_client, missing):
+    """An extended CONNECT without :path, :scheme or :authority is
+    malformed (RFC 8441 section 4, RFC 9113 section 8.3 and 8.1.1): the
+    stream is reset with PROTOCOL_ERROR, no response head is sent, and
+    other streams on the connection go on."""
+    c = frame_client()
+    assert c.wait_settings()
+    full = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+            (":authority", "localhost"), (":path", "/ws/echo"),
+            ("sec-websocket-version", "13")]
+    sid = c.request(pseudo=False, end_stream=False,
+                    headers=[(n, v) for n, v in full if n != missing])
+    assert c.wait_stream_end(sid), c.stream(sid).frames_str()
+    s = c.stream(sid)
+    assert s.rst_code == ErrorCodes.PROTOCOL_ERROR, s.frames_str()
+    assert s.status is None, s.frames_str()
+    ok = c.request("GET", "/1k.txt")
+    assert c.wait_stream_end(ok) and c.stream(ok).status == 200, c.stream(ok).frames_str()
+    assert not c.goaways, c.goaways
+
+
+def test_h2x_800_13_data_before_200(ws_server, frame_client):
+    """A client that sends its first message right behind the CONNECT,
+    before the 200 came: the bytes wait in the stream's input and reach
+    the backend once the tunnel is up (nothing lost, nothing reset), as an
+    HTTP/1.1 client's bytes after its Upgrade request would."""
+    c = frame_client()
+    sid = ws_connect(c, "/ws/echo")
+    c.send_data(sid, ws_frame(TEXT, b"early bird"))
+    assert wait_status(c, sid) == 200, c.stream(sid).frames_str()
+    frames = read_ws(c, sid, 1)
+    assert frames and frames[0] == (TEXT, b"early bird"), (frames, c.stream(sid).frames_str())
+    c.reset(sid)
+
+
+def test_h2x_800_14_tunnel_timeout(ws_server, frame_client):
+    """Silence in both directions for longer than the tunnel's timeout
+    (ProxyPass ... timeout=2 here) ends the stream - with END_STREAM or
+    RST_STREAM, never left open - and the backend connection with it; a
+    socket with a message every second under the same timeout lives on."""
+    c = frame_client()
+    quiet = ws_connect(c, "/wsq/echo")
+    busy = ws_connect(c, "/wsq/echo")
+    assert wait_status(c, quiet) == 200, c.stream(quiet).frames_str()
+    assert wait_status(c, busy) == 200, c.stream(busy).frames_str()
+    t0 = time.monotonic()
+    for i in range(4):
+        c.send_data(busy, ws_frame(TEXT, f"tick {i}".encode()))
+        assert read_ws(c, busy, i + 1)[i] == (TEXT, f"tick {i}".encode())
+        if i < 3:
+            c.run(timeout=1.0)
+    assert c.wait_stream_end(quiet, timeout=10), c.stream(quiet).frames_str()
+    elapsed = time.monotonic() - t0
+    assert 1.5 < elapsed < 8, elapsed
+    assert c.stream(quiet).ended_by in ("END_STREAM", "RST_STREAM"), c.stream(quiet).frames_str()
+    assert not c.stream(busy).ended, c.stream(busy).frames_str()
+    c.reset(busy)
+    ok = c.request("GET", "/1k.txt")
+    assert c.wait_stream_end(ok) and c.stream(ok).status == 200
 
 
 CHROMIUM_PAGE = """<!doctype html>
