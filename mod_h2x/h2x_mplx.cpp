@@ -26,6 +26,7 @@ Mplx::Mplx(conn_rec *c1, apr_pool_t *pool) noexcept : c1_(c1)
     if (rv != APR_SUCCESS) {
         ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c1, H2XLOGNO(10007)
                       "mplx: cannot poll the connection socket");
+        apr_pollset_destroy(pollset_);
         pollset_ = nullptr;
     }
 }
@@ -42,6 +43,15 @@ Mplx::~Mplx()
                       c1_->id, running_);
         H2X_BUG_ABORT();
         done_cond_.wait(lock, [this] { return running_ <= 0; });
+    }
+    /* Its epoll descriptor and wake-up pipe go now, not with the c1 pool:
+     * a closed session's connection may linger in the MPM for seconds,
+     * and under a connection flood (an attacker cut off at once and
+     * reconnecting) those 3 descriptors per connection ran a child out of
+     * file descriptors (AH02179 EMFILE), and the MPM then restarted it. */
+    if (pollset_) {
+        apr_pollset_destroy(pollset_);
+        pollset_ = nullptr;
     }
 }
 

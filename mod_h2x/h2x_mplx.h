@@ -20,8 +20,9 @@
  * pipe, notify c1_join_all() - before it releases lock_; it reads nothing
  * of the Mplx afterwards. The freeing side takes the same lock: c1 frees a
  * Stream only after it took the stream's id from done_ (c1_take_pending(),
- * under lock_) and frees the Mplx - and with it the c1 pool's pollset and
- * wake-up pipe - only after c1_join_all() saw running_ == 0 under lock_
+ * under lock_) and frees the Mplx - and with it the pollset and wake-up
+ * pipe, which the destructor closes - only after c1_join_all() saw
+ * running_ == 0 under lock_
  * (Session::teardown(); the destructor joins too, as a last resort, and
  * logs that as a BUG). A mutex may be destroyed as soon as its last holder
  * unlocked it, so the release itself is safe. signal() is called only by

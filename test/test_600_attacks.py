@@ -12,6 +12,7 @@ a well-behaved client on another connection is served throughout.
   connection error PROTOCOL_ERROR (RFC 9113 §5.1.1).
 """
 
+import os
 import threading
 import time
 
@@ -192,3 +193,47 @@ def test_h2x_600_07_trailers_after_reset_ignored(httpd, frame_client):
     assert c.wait_stream_end(other)
     assert c.stream(other).status == 200
     assert c.goaway is None
+
+
+def _session_fds(httpd) -> int:
+    """epoll descriptors and pipe ends held by the server's processes."""
+    n = 0
+    for pid in httpd_pids(httpd):
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if target.startswith("pipe:") or target == "anon_inode:[eventpoll]":
+                n += 1
+    return n
+
+
+def test_h2x_600_08_closed_sessions_hold_no_descriptors(httpd, frame_client):
+    """Connections whose session ended with a GOAWAY while their clients
+    keep the sockets open linger in the MPM with their socket only: the
+    session's epoll descriptor and wake-up pipe (3 descriptors) are closed
+    at once, not with the connection. (They were kept until the lingering
+    close ended, and an attacker cut off and reconnecting ~2,000 times a
+    second ran a child out of descriptors: EMFILE, the MPM restarted it,
+    and a good client's connection waited seconds.)"""
+    before = _session_fds(httpd)
+    clients = []
+    for _ in range(40):
+        c = frame_client()
+        assert c.wait_settings()
+        # A connection error: WINDOW_UPDATE with a 0 increment on stream 0.
+        c.send_frame(WindowUpdateFrame(0, window_increment=0))
+        assert c.run(lambda cl: cl.goaway is not None, timeout=5), "no GOAWAY"
+        assert c.goaway.error_code == ErrorCodes.PROTOCOL_ERROR, c.goaway
+        clients.append(c)
+    time.sleep(0.3)
+    grown = _session_fds(httpd) - before
+    # 40 lingering connections held 120 more before; allow for the MPM's
+    # and the workers' own churn.
+    assert grown < 20, f"{grown} more epoll/pipe descriptors for 40 closed sessions"
+    _good_client_served(frame_client)
