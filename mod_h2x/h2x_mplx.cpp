@@ -7,33 +7,49 @@
 
 namespace h2x {
 
+namespace {
+/* The pollset (socket + wake-up pipe) of the c1 thread running a session.
+ * A thread runs one session at a time, and a session borrows the pollset
+ * only while it runs (c1_attach() .. c1_detach()), so an idle or closing
+ * connection holds no descriptor beyond its socket, and a new connection
+ * costs no epoll_create/pipe. Created at the thread's first session, in a
+ * pool of its own under the global pool (threads live as long as their
+ * process); never used by two threads. */
+thread_local apr_pollset_t *t_pollset = nullptr;
+
+apr_status_t thread_pollset(apr_pollset_t **out) noexcept
+{
+    if (!t_pollset) {
+        apr_pool_t *pool;
+        apr_status_t rv = apr_pool_create(&pool, nullptr);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        apr_pool_tag(pool, "h2x_c1_pollset");
+        rv = apr_pollset_create(&t_pollset, 2, pool, APR_POLLSET_WAKEABLE);
+        if (rv != APR_SUCCESS) {
+            t_pollset = nullptr;
+            apr_pool_destroy(pool);
+            return rv;
+        }
+    }
+    *out = t_pollset;
+    return APR_SUCCESS;
+}
+} // namespace
+
 Mplx::Mplx(conn_rec *c1, apr_pool_t *pool) noexcept : c1_(c1)
 {
-    apr_socket_t *sock = ap_get_conn_socket(c1);
-    apr_status_t rv = apr_pollset_create(&pollset_, 2, pool, APR_POLLSET_WAKEABLE);
-    if (rv != APR_SUCCESS) {
-        ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c1, H2XLOGNO(10006)
-                      "mplx: cannot create pollset");
-        pollset_ = nullptr;
-        return;
-    }
     sock_pfd_ = {};
     sock_pfd_.p = pool;
     sock_pfd_.desc_type = APR_POLL_SOCKET;
-    sock_pfd_.desc.s = sock;
+    sock_pfd_.desc.s = ap_get_conn_socket(c1);
     sock_pfd_.reqevents = APR_POLLIN;
-    rv = apr_pollset_add(pollset_, &sock_pfd_);
-    if (rv != APR_SUCCESS) {
-        ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c1, H2XLOGNO(10007)
-                      "mplx: cannot poll the connection socket");
-        apr_pollset_destroy(pollset_);
-        pollset_ = nullptr;
-    }
 }
 
-/* The pollset lives in the c1 pool. The owner joined every task before
- * (Session::teardown()); a ticket still out here would be a worker about
- * to touch freed memory, so wait for it rather than free (invariant 9). */
+/* The owner joined every task before (Session::teardown()); a ticket
+ * still out here would be a worker about to touch freed memory, so wait
+ * for it rather than free (invariant 9). */
 Mplx::~Mplx()
 {
     std::unique_lock<std::mutex> lock(lock_);
@@ -44,24 +60,51 @@ Mplx::~Mplx()
         H2X_BUG_ABORT();
         done_cond_.wait(lock, [this] { return running_ <= 0; });
     }
-    /* Its epoll descriptor and wake-up pipe go now, not with the c1 pool:
-     * a closed session's connection may linger in the MPM for seconds,
-     * and under a connection flood (an attacker cut off at once and
-     * reconnecting) those 3 descriptors per connection ran a child out of
-     * file descriptors (AH02179 EMFILE), and the MPM then restarted it. */
-    if (pollset_) {
-        apr_pollset_destroy(pollset_);
-        pollset_ = nullptr;
+}
+
+bool Mplx::c1_attach() noexcept
+{
+    apr_pollset_t *ps = nullptr;
+    apr_status_t rv = thread_pollset(&ps);
+    if (rv != APR_SUCCESS) {
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c1_, H2XLOGNO(10006)
+                      "mplx: cannot create pollset");
+        return false;
+    }
+    rv = apr_pollset_add(ps, &sock_pfd_);
+    if (rv != APR_SUCCESS) {
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c1_, H2XLOGNO(10007)
+                      "mplx: cannot poll the connection socket");
+        return false;
+    }
+    std::lock_guard<std::mutex> lock(lock_);
+    pollset_ = ps;
+    return true;
+}
+
+/* A stale byte this session leaves in the thread's wake-up pipe only makes
+ * the next session's first poll on this thread return at once. */
+void Mplx::c1_detach() noexcept
+{
+    apr_pollset_t *ps;
+    {
+        std::lock_guard<std::mutex> lock(lock_);
+        ps = pollset_;
+        pollset_ = nullptr; /* no signal writes the pipe from here on */
+    }
+    if (ps) {
+        apr_pollset_remove(ps, &sock_pfd_);
     }
 }
 
 /* Only a c1 that sleeps (or is about to) needs the pipe: a busy one looks
  * at pending_ and done_ before it sleeps. Under lock_, so that the pollset
- * (c1 pool) cannot be gone while it is written (see h2x_mplx.h): the pipe
- * is non-blocking and APR writes it once until the poll drains it. */
+ * cannot be handed back (c1_detach()) while it is written (see h2x_mplx.h):
+ * the pipe is non-blocking and APR writes it once until the poll drains
+ * it. c1 sleeps only while attached. */
 void Mplx::wake_locked() noexcept
 {
-    if (c1_sleeping_ && pending_.empty() && done_.empty()) {
+    if (c1_sleeping_ && pollset_ && pending_.empty() && done_.empty()) {
         apr_pollset_wakeup(pollset_);
     }
 }
@@ -110,6 +153,9 @@ bool Mplx::c1_wait(apr_interval_time_t timeout) noexcept
         }
         /* From here on, news writes the wake-up pipe; its byte stays until
          * the poll below returns, so nothing between here and there is lost. */
+        if (!pollset_) {
+            return false; /* not attached: nothing to sleep on */
+        }
         c1_sleeping_ = true;
     }
     apr_int32_t n = 0;

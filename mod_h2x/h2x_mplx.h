@@ -2,7 +2,9 @@
  *
  * Workers (c2) report "stream N has news" (output arrived, input consumed,
  * processing done) with signal(); c1 sleeps in wait() on its socket and the
- * pollset's wake-up pipe, then takes the whole set of ids with
+ * pollset's wake-up pipe (the running thread's own pollset, borrowed
+ * between c1_attach() and c1_detach(): an idle or closing connection holds
+ * no descriptor but its socket), then takes the whole set of ids with
  * c1_take_pending() and re-reads every named stream's state under its beam
  * locks. The set is the level: an id stays in it until c1 takes it. c1
  * looks at the set under the lock right before it sleeps and marks itself
@@ -20,15 +22,16 @@
  * pipe, notify c1_join_all() - before it releases lock_; it reads nothing
  * of the Mplx afterwards. The freeing side takes the same lock: c1 frees a
  * Stream only after it took the stream's id from done_ (c1_take_pending(),
- * under lock_) and frees the Mplx - and with it the pollset and wake-up
- * pipe, which the destructor closes - only after c1_join_all() saw
+ * under lock_) and frees the Mplx only after c1_join_all() saw
  * running_ == 0 under lock_
  * (Session::teardown(); the destructor joins too, as a last resort, and
  * logs that as a BUG). A mutex may be destroyed as soon as its last holder
  * unlocked it, so the release itself is safe. signal() is called only by
  * c1 or by a thread that holds a ticket (a c2 through its beam's notifier,
  * or a task being dropped), so the Mplx outlives it; it too touches the
- * pollset only under lock_.
+ * pollset only under lock_, and only while c1 has it attached: the pollset
+ * belongs to the c1 thread (it lives as long as that thread), and
+ * c1_detach() takes it out of reach under lock_.
  *
  * owner: the c1 Session (std::unique_ptr), created in the c1 pool.
  * thread: signal()/c2_done() from any thread holding a task's ticket (or
@@ -49,10 +52,15 @@ namespace h2x {
 
 class Mplx {
   public:
-    /* Creates the pollset (socket + wake-up) in `pool`. */
+    /* `pool`: the c1 pool (the socket's poll record). */
     Mplx(conn_rec *c1, apr_pool_t *pool) noexcept;
     ~Mplx();
-    bool ok() const noexcept { return pollset_ != nullptr; }
+
+    /* c1, when Session::run() starts: borrow this thread's pollset and
+     * watch the socket in it. False (logged) when that fails. */
+    bool c1_attach() noexcept;
+    /* c1, before Session::run() returns: give the pollset back. */
+    void c1_detach() noexcept;
 
     /* c1, or a thread holding a task's ticket: stream `id` has news for c1. */
     void signal(std::int32_t id) noexcept;
@@ -79,7 +87,7 @@ class Mplx {
     void wake_locked() noexcept; /* under lock_ */
 
     conn_rec *c1_;
-    apr_pollset_t *pollset_ = nullptr;
+    apr_pollset_t *pollset_ = nullptr;  /* the c1 thread's, while attached; under lock_ */
     apr_pollfd_t sock_pfd_;
     std::mutex lock_;
     std::condition_variable done_cond_;  /* running_ dropped; notified under lock_ */

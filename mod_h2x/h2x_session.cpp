@@ -175,9 +175,6 @@ Session::~Session()
 bool Session::init(request_rec *upgrade) noexcept
 {
     mplx_.reset(new Mplx(c1_, c1_->pool));
-    if (!mplx_->ok()) {
-        return false;
-    }
     in_bb_ = apr_brigade_create(c1_->pool, c1_->bucket_alloc);
     out_bb_ = apr_brigade_create(c1_->pool, c1_->bucket_alloc);
 
@@ -1494,6 +1491,17 @@ apr_interval_time_t Session::next_hold_end(apr_time_t now) const noexcept
 }
 
 RunResult Session::run(bool may_suspend) noexcept
+{
+    if (!mplx_->c1_attach()) {
+        teardown();
+        return RunResult::CLOSED;
+    }
+    RunResult result = run_attached(may_suspend);
+    mplx_->c1_detach();
+    return result;
+}
+
+RunResult Session::run_attached(bool may_suspend) noexcept
 {
     apr_interval_time_t keepalive = server_->keep_alive_timeout;
     for (;;) {

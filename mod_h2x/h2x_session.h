@@ -74,6 +74,7 @@ class Session {
     conn_rec *c1() const noexcept { return c1_; }
 
   private:
+    RunResult run_attached(bool may_suspend) noexcept; /* run() with the pollset */
     Stream *find(int32_t id) noexcept;
     void apply(Stream *s, StreamEvent ev) noexcept;
     void set_end(Stream *s, StreamEnd end, uint32_t code) noexcept;

@@ -215,13 +215,14 @@ def _session_fds(httpd) -> int:
 
 def test_h2x_600_08_closed_sessions_hold_no_descriptors(httpd, frame_client):
     """Connections whose session ended with a GOAWAY while their clients
-    keep the sockets open linger in the MPM with their socket only: the
-    session's epoll descriptor and wake-up pipe (3 descriptors) are closed
-    at once, not with the connection. (They were kept until the lingering
-    close ended, and an attacker cut off and reconnecting ~2,000 times a
-    second ran a child out of descriptors: EMFILE, the MPM restarted it,
-    and a good client's connection waited seconds.)"""
-    before = _session_fds(httpd)
+    keep the sockets open linger in the MPM with their socket only: no
+    epoll descriptor or wake-up pipe of theirs is left (a session borrows
+    its thread's pollset while it runs). They were kept until the lingering
+    close ended, 3 per connection, and an attacker cut off and reconnecting
+    ~2,000 times a second ran a child out of descriptors: EMFILE, the MPM
+    replaced the child, and a good client's connection waited seconds. So:
+    the epoll/pipe count while 40 such connections linger is the count
+    after they are gone."""
     clients = []
     for _ in range(40):
         c = frame_client()
@@ -232,8 +233,13 @@ def test_h2x_600_08_closed_sessions_hold_no_descriptors(httpd, frame_client):
         assert c.goaway.error_code == ErrorCodes.PROTOCOL_ERROR, c.goaway
         clients.append(c)
     time.sleep(0.3)
-    grown = _session_fds(httpd) - before
-    # 40 lingering connections held 120 more before; allow for the MPM's
-    # and the workers' own churn.
-    assert grown < 20, f"{grown} more epoll/pipe descriptors for 40 closed sessions"
+    lingering = _session_fds(httpd)
+    for c in clients:
+        c.close()
+    time.sleep(1.0)
+    after = _session_fds(httpd)
+    # Before the fix: 120 more while lingering. Allow for the MPM's and the
+    # workers' own churn.
+    assert lingering - after < 20, \
+        f"{lingering - after} epoll/pipe descriptors held by 40 closed sessions"
     _good_client_served(frame_client)
