@@ -12,24 +12,33 @@ namespace {
  * A thread runs one session at a time, and a session borrows the pollset
  * only while it runs (c1_attach() .. c1_detach()), so an idle or closing
  * connection holds no descriptor beyond its socket, and a new connection
- * costs no epoll_create/pipe. Created at the thread's first session, in a
- * pool of its own under the global pool (threads live as long as their
- * process); never used by two threads. */
+ * costs no epoll_create/pipe. Made at the thread's first session; threads
+ * live as long as their process. All of them come from one process-wide
+ * pool, under a mutex, so that a thread's pollset costs its few hundred
+ * bytes rather than a pool block of its own; APR_POLLSET_NOCOPY keeps
+ * apr_pollset_add() from allocating later (it keeps a pointer to the
+ * Mplx's poll record, which stays valid until c1_detach() removes it). */
 thread_local apr_pollset_t *t_pollset = nullptr;
+std::mutex g_pollsets_lock;
+apr_pool_t *g_pollsets_pool = nullptr; /* under g_pollsets_lock */
 
 apr_status_t thread_pollset(apr_pollset_t **out) noexcept
 {
     if (!t_pollset) {
-        apr_pool_t *pool;
-        apr_status_t rv = apr_pool_create(&pool, nullptr);
-        if (rv != APR_SUCCESS) {
-            return rv;
+        std::lock_guard<std::mutex> lock(g_pollsets_lock);
+        apr_status_t rv;
+        if (!g_pollsets_pool) {
+            rv = apr_pool_create(&g_pollsets_pool, nullptr);
+            if (rv != APR_SUCCESS) {
+                g_pollsets_pool = nullptr;
+                return rv;
+            }
+            apr_pool_tag(g_pollsets_pool, "h2x_c1_pollsets");
         }
-        apr_pool_tag(pool, "h2x_c1_pollset");
-        rv = apr_pollset_create(&t_pollset, 2, pool, APR_POLLSET_WAKEABLE);
+        rv = apr_pollset_create(&t_pollset, 2, g_pollsets_pool,
+                                APR_POLLSET_WAKEABLE | APR_POLLSET_NOCOPY);
         if (rv != APR_SUCCESS) {
             t_pollset = nullptr;
-            apr_pool_destroy(pool);
             return rv;
         }
     }
