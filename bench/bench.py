@@ -86,9 +86,9 @@ WORKLOADS = [
     Workload("post", "1 MB POST, discarded", "/discard?discard=1", ["-c", "4", "-m", "4"],
              1500, 150, upload=True),
     Workload("c200", "200 connections x 1 stream", "/1k.txt", ["-c", "200", "-m", "1"],
-             40000, 4000, static=True),
+             40000, 4000, h1=True, static=True),
     Workload("c1000", "1000 connections x 1 stream", "/1k.txt", ["-c", "1000", "-m", "1"],
-             40000, 5000, static=True),
+             40000, 5000, h1=True, static=True),
 ]
 
 IDLE_CONNECTIONS = 500

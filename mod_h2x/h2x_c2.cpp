@@ -27,6 +27,7 @@ namespace {
 apr_socket_t *g_dummy_socket; /* per child: c2 connections have no socket */
 module *g_mpm_module;         /* the MPM, whose conn config c2 shares with c1 */
 module *g_ssl_module;         /* mod_ssl: c2 shares c1's TLS state for SSL_* vars */
+pid_t g_pid;                  /* per child: for the c2 log ids */
 
 /* RFC 9113 has 31-bit stream ids and httpd's c1 ids are small
  * (child * ThreadLimit + thread), unique among live connections. Putting
@@ -75,6 +76,14 @@ apr_pool_t *thread_root_pool() noexcept
         }
         apr_allocator_owner_set(allocator, t_pool.pool);
         apr_pool_tag(t_pool.pool, "h2x_worker");
+        /* A c2 started on a c1 thread may finish on a worker
+         * (h2x_c2_inline.h): its pool then allocates and is destroyed
+         * there while this thread goes on with others. */
+        apr_thread_mutex_t *mutex;
+        if (apr_thread_mutex_create(&mutex, APR_THREAD_MUTEX_DEFAULT, t_pool.pool)
+            == APR_SUCCESS) {
+            apr_allocator_mutex_set(allocator, mutex);
+        }
     }
     return t_pool.pool;
 }
@@ -110,7 +119,7 @@ conn_rec *c2_create(conn_rec *c1, std::int32_t stream_id, apr_thread_t *thread) 
     c2->log = nullptr;
     /* As mod_http2's H2_STREAM_TAG: child pid, c1 id, stream id - unique
      * across the server's children. */
-    c2->log_id = apr_psprintf(pool, "%" APR_PID_T_FMT "-%ld-%d", getpid(), c1->id,
+    c2->log_id = apr_psprintf(pool, "%" APR_PID_T_FMT "-%ld-%d", g_pid, c1->id,
                               static_cast<int>(stream_id));
     c2->current_thread = thread;
     c2->outgoing = 0;
@@ -223,8 +232,13 @@ int c2_process_connection(conn_rec *c) noexcept
     request_rec *r = create_request(task, c);
     if (r) {
         ap_update_child_status(static_cast<ap_sb_handle_t *>(c->sbh), SERVER_BUSY_WRITE, r);
-        ap_process_request(r);
-        /* r is gone: the EOR bucket destroyed it. */
+        if (task->on_c1) {
+            inline_process_request(task, r); /* may hand r over to a worker */
+        }
+        else {
+            ap_process_request(r);
+            /* r is gone: the EOR bucket destroyed it. */
+        }
     }
     return DONE;
 }
@@ -307,14 +321,49 @@ C2Task::C2Task(conn_rec *c1_, server_rec *s, Mplx *mplx_, std::int32_t id,
 
 void C2Task::run(apr_thread_t *thread) noexcept
 {
-    process(thread);
+    if (resume != InlineResume::NONE) {
+        /* Started on c1, handed over before its handler. */
+        c2->current_thread = thread;
+        inline_resume(this);
+        finish_c2();
+    }
+    else {
+        process(thread);
+    }
     release();
+}
+
+bool C2Task::run_inline(apr_thread_t *thread) noexcept
+{
+    on_c1 = true;
+    process(thread);
+    on_c1 = false;
+    if (resume != InlineResume::NONE) {
+        return false; /* the caller hands it to the workers */
+    }
+    release();
+    return true;
 }
 
 void C2Task::dropped() noexcept
 {
     out->abort(AbortReason::CONN_GONE);
+    if (c2) {
+        /* Handed over from c1 and never taken up: its request ends here,
+         * unlogged, with the c2. */
+        finish_c2();
+    }
     release();
+}
+
+void C2Task::finish_c2() noexcept
+{
+    end_output();
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c2, "h2x_c2(%s): done", c2->log_id);
+    /* The c2 pool's cleanups (the request's, mod_cgid's, ...) run here,
+     * while the ticket still keeps the stream and the connection alive. */
+    apr_pool_destroy(c2->pool);
+    c2 = nullptr;
 }
 
 void C2Task::process(apr_thread_t *thread) noexcept
@@ -347,12 +396,10 @@ void C2Task::process(apr_thread_t *thread) noexcept
     }
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c2, "h2x_c2(%s): start", c2->log_id);
     ap_process_connection(c2, csd);
-    end_output();
-    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c2, "h2x_c2(%s): done", c2->log_id);
-    /* The c2 pool's cleanups (the request's, mod_cgid's, ...) run here,
-     * while the ticket still keeps the stream and the connection alive. */
-    apr_pool_destroy(c2->pool);
-    c2 = nullptr;
+    if (resume != InlineResume::NONE) {
+        return; /* started on c1: the c2 and its request live on */
+    }
+    finish_c2();
 }
 
 /* DESIGN.md invariant 9: the one place the task lets go. Its fields are
@@ -388,8 +435,10 @@ void C2Task::end_output() noexcept
 apr_status_t c2_child_init(apr_pool_t *pchild, server_rec *) noexcept
 {
     g_mpm_module = nullptr;
+    g_pid = getpid();
     g_ssl_module = ap_find_linked_module("mod_ssl.c");
     c2_filter_child_init();
+    inline_child_init();
     for (int i = 0; ap_loaded_modules[i]; ++i) {
         const char *name = ap_loaded_modules[i]->name;
         if (!std::strcmp(name, "event.c") || !std::strcmp(name, "worker.c")
@@ -403,6 +452,7 @@ apr_status_t c2_child_init(apr_pool_t *pchild, server_rec *) noexcept
 
 void c2_register_hooks() noexcept
 {
+    inline_register_hooks();
     ap_hook_pre_connection(c2_pre_connection, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_process_connection(c2_process_connection, nullptr, nullptr, APR_HOOK_FIRST);
     ap_hook_fixups(c2_fixups, nullptr, nullptr, APR_HOOK_LAST);

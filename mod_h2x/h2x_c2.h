@@ -19,6 +19,9 @@
  *        and dropped() do (DESIGN.md invariant 9, see h2x_mplx.h).
  * thread: constructed on c1; run() on a worker; dropped() on whichever
  *         thread cancels it; the output-state fields below are c2-only.
+ *         A lone stream's task may start on c1 instead (run_inline(),
+ *         h2x_c2_inline.h): its c2 is then "c2-only" on c1 until it ends
+ *         or is handed to a worker, never on two threads at once.
  */
 #ifndef H2X_C2_H
 #define H2X_C2_H
@@ -30,6 +33,7 @@
 
 #include "h2x_beam.h"
 #include "h2x_c2_backend.h"
+#include "h2x_c2_inline.h"
 #include "h2x_request.h"
 #include "h2x_workers.h"
 #include "h2x_ws.h"
@@ -46,6 +50,12 @@ class C2Task : public Task {
     /* Both end with release(): when they return, this task may be gone. */
     void run(apr_thread_t *thread) noexcept override;
     void dropped() noexcept override;
+    /* c1, holding the task's ticket: runs the request on the c1 thread
+     * (h2x_c2_inline.h). True when it is over and the ticket was given
+     * back (release()); false when it stopped before a handler that may
+     * block: the caller then submits it to the workers, whose run()
+     * goes on from there. */
+    bool run_inline(apr_thread_t *thread) noexcept;
 
     /* c1, read-only for c2 */
     conn_rec *const c1;
@@ -86,12 +96,21 @@ class C2Task : public Task {
     std::string ws_accept;               /* ... and the answer it needs */
     bool ws_open = false;                /* the 200 passed: a byte pipe now */
 
+    /* Inline start (h2x_c2_inline.h). `on_c1`: the c2 runs on the c1
+     * thread (output sends never block; the handler gate may hand off).
+     * `resume`: where a worker goes on after a hand-off. */
+    bool on_c1 = false;
+    InlineResume resume = InlineResume::NONE;
+    int resume_status = 0;               /* InlineResume::DIE: the status */
+    const char *resume_handler = nullptr; /* InlineResume::HANDLER: r->handler */
+
     /* The request is over (its EOR, or the c2 ended): give the output its
      * terminal state if it has none. Idempotent. */
     void end_output() noexcept;
 
   private:
     void process(apr_thread_t *thread) noexcept; /* the c2's whole life */
+    void finish_c2() noexcept; /* end_output(), then the c2 pool goes */
     void release() noexcept; /* Mplx::c2_done(): the task's last touch */
 };
 

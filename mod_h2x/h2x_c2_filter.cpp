@@ -403,8 +403,10 @@ apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos
     if (g_logio_out && n) {
         g_logio_out(task->c2, n);
     }
-    SendResult res = task->out->send(ctx->heads, ctx->pending, trailers, eos, task->timeout,
-                                     flush, file);
+    /* On c1 (h2x_c2_inline.h) nobody else would drain the beam: never
+     * wait for room (what may run there is bounded by INLINE_MAX_FILE). */
+    SendResult res = task->out->send(ctx->heads, ctx->pending, trailers, eos,
+                                     task->on_c1 ? 0 : task->timeout, flush, file);
     ctx->pending->clear();
     ctx->pending->reserve(CHUNK_MAX);
     switch (res) {

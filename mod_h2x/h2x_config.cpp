@@ -123,7 +123,7 @@ ServerConfig fallback_ = {
     "fallback", UNSET, UNSET, DEFAULT_MAX_SESSION_STREAMS, DEFAULT_WINDOW_SIZE,
     1, 4, DEFAULT_MAX_WORKER_IDLE_SECS, DEFAULT_STREAM_MAX_MEM, 1,
     DEFAULT_TLS_WARMUP_SIZE, DEFAULT_TLS_COOLDOWN_SECS, 1, DEFAULT_PUSH_DIARY_SIZE,
-    nullptr, 0, 0, 0, 1, -1, 0, 0, DEFAULT_MAX_STREAM_ERRORS, 0, 0, nullptr, 1};
+    nullptr, 0, 0, 0, 1, -1, 0, 0, DEFAULT_MAX_STREAM_ERRORS, 0, 0, 1, nullptr, 1};
 
 int mpm_threads() noexcept
 {
@@ -175,6 +175,7 @@ void resolve(ServerConfig *c) noexcept
     dflt(c->max_stream_errors, DEFAULT_MAX_STREAM_ERRORS);
     dflt(c->proxy_requests, 0);
     dflt(c->websockets, 0);
+    dflt(c->inline_requests, 1);
     c->resolved = 1;
 }
 
@@ -454,6 +455,7 @@ constexpr FlagSpec COPY_FILES{&ServerConfig::copy_files, &DirConfig::copy_files}
 constexpr FlagSpec EARLY_HINTS{&ServerConfig::early_hints, nullptr};
 constexpr FlagSpec OUTPUT_BUFFERING{&ServerConfig::output_buffering, nullptr};
 constexpr FlagSpec WEBSOCKETS{&ServerConfig::websockets, nullptr};
+constexpr FlagSpec INLINE_REQUESTS{&ServerConfig::inline_requests, nullptr};
 
 constexpr IntSpec MAX_STREAMS{&ServerConfig::max_session_streams, 1, INT_MAX64};
 constexpr IntSpec WINDOW_SIZE{&ServerConfig::window_size, 1, INT_MAX64}; /* RFC 9113 §6.9.2 */
@@ -563,6 +565,10 @@ const command_rec directives[] = {
                   "on to accept forward proxy requests over HTTP/2"),
     AP_INIT_TAKE1("H2WebSockets", handler<set_flag>(), spec(&WEBSOCKETS), RSRC_CONF,
                   "on to allow WebSockets over HTTP/2 (RFC 8441)"),
+    /* mod_h2x's own: taken even while mod_http2 is loaded (it knows no
+     * such directive), so that a config that sets it starts either way. */
+    AP_INIT_TAKE1("H2xInlineRequests", fn(&set_flag), spec(&INLINE_REQUESTS), RSRC_CONF,
+                  "off to run every request on a worker, never on the connection's thread"),
     {nullptr},
 };
 
@@ -586,6 +592,7 @@ void *create_server_config(apr_pool_t *p, server_rec *s)
     c->stream_timeout = UNSET;
     c->max_data_frame_len = c->max_header_block_len = c->max_stream_errors = UNSET;
     c->proxy_requests = c->websockets = UNSET;
+    c->inline_requests = UNSET;
     return c;
 }
 
@@ -619,6 +626,7 @@ void *merge_server_config(apr_pool_t *p, void *basev, void *addv)
     n->max_stream_errors = pick(add->max_stream_errors, base->max_stream_errors);
     n->proxy_requests = pick(add->proxy_requests, base->proxy_requests);
     n->websockets = pick(add->websockets, base->websockets);
+    n->inline_requests = pick(add->inline_requests, base->inline_requests);
     n->obsolete = add->obsolete; /* each scope reports only its own */
     n->resolved = 0;
     return n;

@@ -66,6 +66,7 @@ struct ServerConfig {
     int max_stream_errors;        /* H2MaxStreamErrors, default 8 */
     int proxy_requests;           /* H2ProxyRequests, default off */
     int websockets;               /* H2WebSockets, default off */
+    int inline_requests;          /* H2xInlineRequests (mod_h2x only), default on */
 
     /* Added by h2x_config (not mod_http2 fields): */
     apr_array_header_t *obsolete; /* const char*: "H2SerializeHeaders (file:line)"

@@ -5,6 +5,8 @@
 #include <http_connection.h>
 #include <http_core.h>
 
+#include <algorithm>
+
 namespace h2x {
 
 namespace {
@@ -80,14 +82,11 @@ bool Mplx::c1_attach() noexcept
                       "mplx: cannot create pollset");
         return false;
     }
-    rv = apr_pollset_add(ps, &sock_pfd_);
-    if (rv != APR_SUCCESS) {
-        ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c1_, H2XLOGNO(10007)
-                      "mplx: cannot poll the connection socket");
-        return false;
-    }
+    /* The socket joins the pollset at the first c1_wait(): a request
+     * served at once (and the yield that follows) costs no epoll_ctl. */
     std::lock_guard<std::mutex> lock(lock_);
     pollset_ = ps;
+    sock_polled_ = false;
     return true;
 }
 
@@ -101,9 +100,10 @@ void Mplx::c1_detach() noexcept
         ps = pollset_;
         pollset_ = nullptr; /* no signal writes the pipe from here on */
     }
-    if (ps) {
+    if (ps && sock_polled_) {
         apr_pollset_remove(ps, &sock_pfd_);
     }
+    sock_polled_ = false;
 }
 
 /* Only a c1 that sleeps (or is about to) needs the pipe: a busy one looks
@@ -166,6 +166,19 @@ bool Mplx::c1_wait(apr_interval_time_t timeout) noexcept
             return false; /* not attached: nothing to sleep on */
         }
         c1_sleeping_ = true;
+    }
+    if (!sock_polled_) {
+        apr_status_t rv = apr_pollset_add(pollset_, &sock_pfd_);
+        if (rv != APR_SUCCESS) {
+            ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c1_, H2XLOGNO(10007)
+                          "mplx: cannot poll the connection socket");
+            /* Look at the socket again after a short nap rather than spin. */
+            apr_sleep(std::min<apr_interval_time_t>(timeout, apr_time_from_msec(10)));
+            std::lock_guard<std::mutex> lock(lock_);
+            c1_sleeping_ = false;
+            return true;
+        }
+        sock_polled_ = true;
     }
     apr_int32_t n = 0;
     const apr_pollfd_t *out = nullptr;

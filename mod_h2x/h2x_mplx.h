@@ -56,8 +56,9 @@ class Mplx {
     Mplx(conn_rec *c1, apr_pool_t *pool) noexcept;
     ~Mplx();
 
-    /* c1, when Session::run() starts: borrow this thread's pollset and
-     * watch the socket in it. False (logged) when that fails. */
+    /* c1, when Session::run() starts: borrow this thread's pollset (the
+     * socket joins it at the first c1_wait()). False (logged) when that
+     * fails. */
     bool c1_attach() noexcept;
     /* c1, before Session::run() returns: give the pollset back. */
     void c1_detach() noexcept;
@@ -89,6 +90,7 @@ class Mplx {
     conn_rec *c1_;
     apr_pollset_t *pollset_ = nullptr;  /* the c1 thread's, while attached; under lock_ */
     apr_pollfd_t sock_pfd_;
+    bool sock_polled_ = false;          /* c1 only: sock_pfd_ is in pollset_ */
     std::mutex lock_;
     std::condition_variable done_cond_;  /* running_ dropped; notified under lock_ */
     std::vector<std::int32_t> pending_; /* under lock_ */

@@ -12,6 +12,7 @@
 #include <http_request.h>
 #include <apr_base64.h>
 
+#include "h2x_c2_inline.h"
 #include "h2x_config.h"
 #include "h2x_conn_ctx.h"
 #include "h2x_response.h"
@@ -134,6 +135,7 @@ Session::Session(conn_rec *c1, server_rec *s, const char *protocol) noexcept
     max_data_frame_len_ = cfg.max_data_frame_len > 0 ? cfg.max_data_frame_len : 0;
     tls_ = std::strcmp(protocol, "h2") == 0;
     output_hold_ = cfg.output_buffering ? apr_time_from_msec(20) : 0;
+    inline_requests_ = cfg.inline_requests > 0 && inline_possible();
     tls_warmup_size_ = cfg.tls_warmup_size;
     tls_cooldown_ = apr_time_from_sec(cfg.tls_cooldown_secs);
     padding_bits_ = std::min(std::max(cfg.padding_bits, 0), 8);
@@ -544,8 +546,17 @@ void Session::start_ready() noexcept
             }
             ++waiting;
         }
-        start_task(s);
+        start_task(s, ids.size() == 1 && may_start_on_c1(s));
     }
+}
+
+/* A request that arrives alone may start on c1 (h2x_c2_inline.h): no
+ * other task runs for this connection, no body follows, GET or HEAD. */
+bool Session::may_start_on_c1(const Stream *s) noexcept
+{
+    const Request &req = s->request;
+    return inline_requests_ && req.end_stream && !req.fail_status && !goaway_sent_
+           && (req.method == "GET" || req.method == "HEAD") && mplx_->c1_running() == 0;
 }
 
 /* Running tasks that wait on the client: its request body is still open,
@@ -578,7 +589,7 @@ void Session::schedule(Stream *s) noexcept
 }
 
 /* The stream's c2 task goes to the workers (start_ready()). */
-void Session::start_task(Stream *s) noexcept
+void Session::start_task(Stream *s, bool on_c1) noexcept
 {
     int32_t id = s->id;
     Request &req = s->request;
@@ -599,6 +610,9 @@ void Session::start_task(Stream *s) noexcept
     }
     status_.stream_started(id, req.method + " " + req.path);
     mplx_->c1_task_started();
+    if (on_c1 && c1_->current_thread && s->task->run_inline(c1_->current_thread)) {
+        return; /* over: its response waits in the beam, its news in the Mplx */
+    }
     Workers *w = Workers::get();
     if (!w) {
         s->task->dropped();
@@ -1252,7 +1266,7 @@ bool Session::read_input() noexcept
     for (int round = 0; round < 16; ++round) {
         apr_brigade_cleanup(in_bb_);
         apr_status_t rv = ap_get_brigade(c1_->input_filters, in_bb_, AP_MODE_READBYTES,
-                                         APR_NONBLOCK_READ, 64 * 1024);
+                                         APR_NONBLOCK_READ, READ_MAX);
         if (APR_STATUS_IS_EAGAIN(rv)) {
             return true;
         }
@@ -1262,6 +1276,7 @@ bool Session::read_input() noexcept
             return false;
         }
         bool got = false;
+        apr_size_t read = 0;
         for (apr_bucket *b = APR_BRIGADE_FIRST(in_bb_); b != APR_BRIGADE_SENTINEL(in_bb_);
              b = APR_BUCKET_NEXT(b)) {
             if (APR_BUCKET_IS_EOS(b)) {
@@ -1279,6 +1294,7 @@ bool Session::read_input() noexcept
                 continue;
             }
             got = true;
+            read += len;
             if (terminating_) {
                 /* A GOAWAY that ends the session is queued (a limit was
                  * hit): nothing more of this client is looked at; the
@@ -1304,6 +1320,13 @@ bool Session::read_input() noexcept
             }
         }
         if (!got) {
+            return true;
+        }
+        if (!tls_ && read < READ_MAX) {
+            /* core's input filter reads the socket until it has READ_MAX
+             * or the socket says EAGAIN: less means it is drained (an
+             * EOF shows on the next poll). Over TLS mod_ssl may hold
+             * decrypted bytes back, so it is always asked again. */
             return true;
         }
     }

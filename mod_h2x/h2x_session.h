@@ -51,6 +51,7 @@ class Session {
     void pre_close() noexcept;
 
     static constexpr std::size_t OUT_FLUSH = 64 * 1024; /* coalesce writes up to this */
+    static constexpr apr_off_t READ_MAX = 64 * 1024;    /* input taken per read */
 
     /* nghttp2 callbacks (trampolines in h2x_session.cpp) */
     int on_begin_headers(const nghttp2_frame *frame) noexcept;
@@ -81,7 +82,8 @@ class Session {
     void schedule(Stream *s) noexcept;
     void start_ready() noexcept;
     int tasks_waiting_on_client() const noexcept;
-    void start_task(Stream *s) noexcept;
+    void start_task(Stream *s, bool on_c1) noexcept;
+    bool may_start_on_c1(const Stream *s) noexcept;
     void process_news() noexcept;
     void process_output(Stream *s) noexcept;
     void process_input_consumed(Stream *s) noexcept;
@@ -123,6 +125,7 @@ class Session {
     int padding_bits_ = 0;          /* H2Padding */
     bool tls_ = false;              /* h2 over TLS */
     bool ws_seen_ = false;          /* a WebSocket stream was opened here */
+    bool inline_requests_ = false;  /* H2xInlineRequests, and possible here */
     apr_time_t ws_checked_ = 0;     /* last check_ws_shutdown() */
     apr_interval_time_t output_hold_ = 0; /* H2OutputBuffering: short-frame hold */
     apr_int64_t tls_warmup_size_ = 0;   /* H2TLSWarmUpSize */

@@ -256,8 +256,15 @@ def directive_contexts(conf_obj):
 
 # 08: mod_h2x registers exactly mod_http2's directives, each in its context
 # (compared with the installed mod_http2 when there is one).
+# mod_h2x's own directives (H2x*, docs/directives/README.md) come on top.
+OWN = {"H2xInlineRequests"}
+
+
 def test_h2x_010_08_same_directives_and_contexts_as_mod_http2(tmp_path):
     h2x = directive_contexts(Conf(tmp_path / "h2x"))
+    assert {k for k in h2x if k.startswith("H2x")} == OWN
+    for name in OWN:
+        assert "only outside <Directory>" in " ".join(h2x.pop(name)), name
     assert sorted(h2x) == sorted(NAMES)
     for name, where, _, _ in DIRECTIVES:
         text = " ".join(h2x[name])
