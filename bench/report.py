@@ -120,6 +120,10 @@ def targets(summary: Dict) -> List[Dict]:
             v = r["cpu_us_per_req"]
             add("many connections: CPU/request <= 0.5 x mod_http2", where, _fmt_ratio(v),
                 "<= 0.50", v is not None and v <= 0.5)
+            v = r.get("cpu_vs_h1")
+            if v is not None:
+                add("many connections: CPU/request <= httpd HTTP/1.1", where,
+                    f"{v:.2f} x HTTP/1.1", "<= 1.00", v <= 1.0)
         elif row["workload"] == "cgi":
             v = r["cpu_us_per_req"]
             add("CGI: CPU/request <= 0.9 x mod_http2", where, _fmt_ratio(v), "<= 0.90",
