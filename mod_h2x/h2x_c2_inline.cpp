@@ -83,7 +83,7 @@ bool filter_known_quick(const char *name) noexcept
 }
 
 /* A static file core's default handler serves at once (h2x_c2_inline.h). */
-bool serves_on_c1(request_rec *r, C2Task *task) noexcept
+bool serves_on_c1(request_rec *r) noexcept
 {
     if (r->method_number != M_GET || r->main || r->prev) {
         return false;
@@ -95,8 +95,6 @@ bool serves_on_c1(request_rec *r, C2Task *task) noexcept
         return false;
     }
     for (ap_filter_t *f = r->output_filters; f; f = f->next) {
-        ap_log_rerror(APLOG_MARK, APLOG_TRACE3, 0, r, "h2x_c2(%s): output filter %s",
-                      r->connection->log_id, f->frec && f->frec->name ? f->frec->name : "?");
         if (!f->frec || !f->frec->name || !filter_known_quick(f->frec->name)) {
             ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
                           "h2x_c2(%s): output filter %s: handler runs on a worker",
@@ -115,7 +113,7 @@ int inline_gate(request_rec *r) noexcept
     if (!task || !task->on_c1 || r != task->r) {
         return DECLINED;
     }
-    if (serves_on_c1(r, task)) {
+    if (serves_on_c1(r)) {
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "h2x_c2(%s): served on c1",
                       r->connection->log_id);
         return DECLINED; /* core's default handler, here on c1 */
