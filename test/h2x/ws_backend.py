@@ -12,7 +12,9 @@ Paths:
 
 When a connection ends, a line "closed <path> <monotonic time>" is appended
 to EVENTS_FILE, so a test can see how soon the server let go of the
-backend connection.
+backend connection.  The time has microseconds: the server can let go
+within a millisecond of a client's reset, and a time rounded to
+milliseconds could then read as earlier than the reset.
 """
 
 import asyncio
@@ -47,7 +49,7 @@ async def handler(ws, path):
         pass
     finally:
         with open(EVENTS, "a") as f:
-            f.write(f"closed {path} {time.monotonic():.3f}\n")
+            f.write(f"closed {path} {time.monotonic():.6f}\n")
 
 
 async def main(port):
