@@ -608,7 +608,7 @@ void Session::start_task(Stream *s, bool on_c1) noexcept
             s->in->set_notify([task] { task->ws_wake.wake(); });
         }
     }
-    status_.stream_started(id, req.method + " " + req.path);
+    status_.stream_started(id, req.method, req.path);
     mplx_->c1_task_started();
     if (on_c1 && c1_->current_thread && s->task->run_inline(c1_->current_thread)) {
         return; /* over: its response waits in the beam, its news in the Mplx */

@@ -20,7 +20,7 @@ namespace h2x {
 namespace {
 
 std::mutex g_lock;                       /* guards g_sessions and their content */
-std::set<const SessionStatus *> g_sessions;
+std::set<SessionStatus *> g_sessions;
 
 int status_hook(request_rec *r, int flags) noexcept
 {
@@ -46,13 +46,15 @@ int status_hook(request_rec *r, int flags) noexcept
     }
     ap_rputs("<table><tr><th>conn</th><th>protocol</th><th>client</th><th>streams</th>"
              "<th>open streams</th></tr>\n", r);
-    for (const SessionStatus *s : g_sessions) {
+    for (SessionStatus *s : g_sessions) {
+        std::lock_guard<std::mutex> session_lock(s->lock);
         ap_rprintf(r, "<tr><td>%ld</td><td>%s</td><td>%s</td><td>%lu</td><td>", s->conn_id,
                    ap_escape_html(r->pool, s->protocol.c_str()),
                    ap_escape_html(r->pool, s->client.c_str()),
                    static_cast<unsigned long>(s->streams_total));
         for (const auto &kv : s->streams) {
-            ap_rprintf(r, "%d: %s<br>", kv.first, ap_escape_html(r->pool, kv.second.c_str()));
+            ap_rprintf(r, "%d: %s [%s]<br>", kv.first,
+                       ap_escape_html(r->pool, kv.second.what.c_str()), kv.second.state);
         }
         ap_rputs("</td></tr>\n", r);
     }
@@ -109,26 +111,29 @@ StatusEntry::~StatusEntry()
     g_sessions.erase(&status_);
 }
 
-void StatusEntry::stream_started(std::int32_t id, const std::string &what) noexcept
+void StatusEntry::stream_started(std::int32_t id, const std::string &method,
+                                 const std::string &path) noexcept
 {
-    std::lock_guard<std::mutex> lock(g_lock);
+    std::lock_guard<std::mutex> lock(status_.lock);
     ++status_.streams_total;
-    status_.streams[id] = what + " [processing]";
+    auto &st = status_.streams[id];
+    st.what.reserve(method.size() + 1 + path.size());
+    st.what.assign(method).append(1, ' ').append(path);
+    st.state = "processing";
 }
 
 void StatusEntry::stream_update(std::int32_t id, const char *state) noexcept
 {
-    std::lock_guard<std::mutex> lock(g_lock);
+    std::lock_guard<std::mutex> lock(status_.lock);
     auto it = status_.streams.find(id);
     if (it != status_.streams.end()) {
-        std::size_t at = it->second.rfind(" [");
-        it->second = it->second.substr(0, at) + " [" + state + "]";
+        it->second.state = state;
     }
 }
 
 void StatusEntry::stream_ended(std::int32_t id) noexcept
 {
-    std::lock_guard<std::mutex> lock(g_lock);
+    std::lock_guard<std::mutex> lock(status_.lock);
     status_.streams.erase(id);
 }
 
