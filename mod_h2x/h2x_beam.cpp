@@ -301,8 +301,13 @@ bool Beam::wait_readable(apr_interval_time_t timeout) noexcept
 Beam::State Beam::take_heads(std::vector<Head> *heads) noexcept
 {
     std::lock_guard<std::mutex> lock(lock_);
-    for (auto &h : heads_) {
-        heads->push_back(std::move(h));
+    if (heads->empty()) {
+        heads->swap(heads_); /* no copy, and the caller's buffer is reused */
+    }
+    else {
+        for (auto &h : heads_) {
+            heads->push_back(std::move(h));
+        }
     }
     heads_.clear();
     return state_locked();

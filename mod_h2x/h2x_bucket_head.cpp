@@ -2,6 +2,8 @@
 #include "h2x_private.h"
 #include "h2x_bucket_head.h"
 
+#include <new>
+
 namespace h2x {
 
 namespace {
@@ -16,7 +18,8 @@ apr_status_t head_read(apr_bucket *, const char **str, apr_size_t *len,
 
 void head_destroy(void *data) noexcept
 {
-    delete static_cast<HeadBucketData *>(data);
+    static_cast<HeadBucketData *>(data)->~HeadBucketData();
+    apr_bucket_free(data);
 }
 
 } // namespace
@@ -39,7 +42,9 @@ apr_bucket *bucket_head_create(apr_bucket_alloc_t *list, HeadKind kind, Head hea
     b->type = &bucket_type_head;
     b->length = 0;
     b->start = 0;
-    b->data = new HeadBucketData{kind, std::move(head)};
+    /* From the bucket allocator, as the bucket itself: no malloc per head. */
+    void *mem = apr_bucket_alloc(sizeof(HeadBucketData), list);
+    b->data = new (mem) HeadBucketData{kind, std::move(head)};
     return b;
 }
 

@@ -68,14 +68,13 @@ void Request::add(const server_rec *s, const char *name, std::size_t nlen,
         fail(HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE);
         return;
     }
-    std::string key(name, nlen);
-    std::size_t &merged = merged_len_[key];
+    std::size_t merged = crumb ? (has_cookie ? nlen + 2 + cookie.size() : 0)
+                               : merged_len(name, nlen);
     std::size_t len = merged ? merged + 2 + vlen : nlen + 2 + vlen;
     if (s->limit_req_fieldsize > 0 && len > static_cast<std::size_t>(s->limit_req_fieldsize)) {
         fail(HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE);
         return;
     }
-    merged = len;
     /* RFC 9113 §8.2.3: a client may split the cookie field into crumbs; they
      * are joined with "; " before passing to an HTTP/1.1 context. */
     if (crumb) {
@@ -86,7 +85,37 @@ void Request::add(const server_rec *s, const char *name, std::size_t nlen,
         has_cookie = true;
         return;
     }
-    fields.emplace_back(std::move(key), std::string(value, vlen));
+    if (fields.empty()) {
+        fields.reserve(FEW_FIELDS);
+    }
+    fields.emplace_back(std::string(name, nlen), std::string(value, vlen));
+    if (!merged_len_.empty()) {
+        merged_len_[fields.back().first] = len;
+    }
+    else if (fields.size() == FEW_FIELDS) {
+        /* From here on a look-up per field instead of a scan. */
+        for (const auto &f : fields) {
+            std::size_t &m = merged_len_[f.first];
+            m = m ? m + 2 + f.second.size() : f.first.size() + 2 + f.second.size();
+        }
+    }
+}
+
+std::size_t Request::merged_len(const char *name, std::size_t nlen) const noexcept
+{
+    if (!merged_len_.empty()) {
+        auto it = merged_len_.find(std::string(name, nlen));
+        return it == merged_len_.end() ? 0 : it->second;
+    }
+    /* Few fields so far (most requests): scanning them is cheaper than
+     * a map's allocations. */
+    std::size_t merged = 0;
+    for (const auto &f : fields) {
+        if (f.first.size() == nlen && !std::memcmp(f.first.data(), name, nlen)) {
+            merged = merged ? merged + 2 + f.second.size() : nlen + 2 + f.second.size();
+        }
+    }
+    return merged;
 }
 
 void Request::finish() noexcept

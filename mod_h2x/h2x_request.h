@@ -60,11 +60,17 @@ struct Request {
 
   private:
     void fail(int status) noexcept;
+    /* Length of "name: value[, value...]" of the fields named `name` so
+     * far (0: none), as httpd would merge repeated fields. */
+    std::size_t merged_len(const char *name, std::size_t nlen) const noexcept;
+
+    /* Up to this many fields merged_len() scans `fields`; from then on
+     * merged_len_ keeps the lengths. */
+    static constexpr std::size_t FEW_FIELDS = 16;
 
     int field_count_ = 0;
     int failed_fields_ = 0;
-    /* Length of "name: value[, value...]" per field name, as httpd would
-     * merge repeated fields. */
+    /* merged_len() per field name, once there are FEW_FIELDS fields. */
     std::unordered_map<std::string, std::size_t> merged_len_;
 };
 

@@ -511,7 +511,9 @@ void Session::start_ready() noexcept
     if (ready_.empty()) {
         return;
     }
-    std::vector<int32_t> ids;
+    /* The two buffers trade places: neither is given back to malloc. */
+    std::vector<int32_t> &ids = ready_scratch_;
+    ids.clear();
     ids.swap(ready_);
     int waiting = -1; /* tasks_waiting_on_client(), once needed */
     for (int32_t id : ids) {
@@ -1079,7 +1081,8 @@ void Session::process_output(Stream *s) noexcept
     if (s->closed || !s->out || s->rst_submitted) {
         return;
     }
-    std::vector<Head> heads;
+    std::vector<Head> &heads = heads_scratch_;
+    heads.clear();
     Beam::State st = s->out->take_heads(&heads);
     for (Head &head : heads) {
         if (head.status < 200) {

@@ -148,6 +148,8 @@ class Session {
      * request that would wait on the client may stay here longer
      * (may_start()). */
     std::vector<int32_t> ready_;
+    std::vector<int32_t> ready_scratch_; /* start_ready()'s working copy */
+    std::vector<Head> heads_scratch_;    /* process_output()'s working copy */
     /* Tasks a connection may always have waiting on its client (request
      * body still open, or output blocked on its window); beyond that, a
      * request with a body still to come starts only while the worker pool

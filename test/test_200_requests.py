@@ -494,11 +494,17 @@ def test_h2x_200_42_limits_exact_boundaries(httpd, frame_client):
     first = "a" * 100
     # len("x-m: " + first + ", " + second) == LIMIT_FIELD_SIZE
     second = "b" * (LIMIT_FIELD_SIZE - len(name) - 2 - len(first) - 2)
+    fill = [(f"x-f{i}", "1") for i in range(20)]
     cases = [
         (ok_path, [], 200),
         (ok_path + "q", [], 414),
         ("/index.html", [(name, first), (name, second)], 200),
         ("/index.html", [(name, first), (name, second + "b")], 431),
+        # the same behind 20 other fields (past the first 16 fields mod_h2x
+        # keeps the merged lengths in a map instead of scanning)
+        ("/index.html", fill + [(name, first), (name, second)], 200),
+        ("/index.html", fill + [(name, first), (name, second + "b")], 431),
+        ("/index.html", [(name, first)] + fill + [(name, second + "b")], 431),
         ("/index.html", [("x-c", "1")] * LIMIT_FIELDS, 200),
         ("/index.html", [("x-c", "1")] * (LIMIT_FIELDS + 1), 431),
     ]
