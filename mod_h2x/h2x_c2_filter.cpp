@@ -655,8 +655,13 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                 continue;
             }
             apr_size_t want = std::min<apr_size_t>(b->length, room);
-            /* A small file costs its size, not a whole chunk. */
-            ctx->pending->reserve(ctx->pending->size() + want);
+            /* A small file costs its size, not a whole chunk; more pieces
+             * after it grow the buffer by doubling, not piece by piece. */
+            std::size_t need = ctx->pending->size() + want;
+            if (ctx->pending->capacity() < need) {
+                ctx->pending->reserve(
+                    std::max(need, std::min(chunk_max, 2 * ctx->pending->capacity())));
+            }
             if (!read_file_piece(b, ctx->pending, want)) {
                 rv = APR_EGENERAL;
                 break;
