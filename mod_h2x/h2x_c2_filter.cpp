@@ -313,28 +313,21 @@ constexpr apr_size_t FILE_RANGE_MIN = 16 * 1024;
 /* ... and at most this long each (Beam::FILE_BUDGET / 4). */
 constexpr apr_size_t FILE_RANGE_MAX = Beam::FILE_BUDGET / 4;
 
+/* The network filter's state: constructed in the c2 pool (placement
+ * new), destroyed by the pool's cleanup. */
 struct NetOutCtx {
-    std::string *interim; /* HTTP/1 text of 1xx responses, until complete */
-    std::string *pending; /* body bytes not yet in the beam */
-    std::vector<Head> *heads;
+    std::string interim; /* HTTP/1 text of 1xx responses, until complete */
+    std::string pending; /* body bytes not yet in the beam */
+    std::vector<Head> heads;
     /* The beam's descriptor for the file last passed as a range, so that
      * the pieces of one file share one dup. */
-    apr_file_t *last_file;
-    std::shared_ptr<FileRef> *last_ref;
-};
-
-/* What NetOutCtx points to, in the c2 pool with it (one allocation
- * from the pool instead of four from malloc). */
-struct NetOutStore {
-    std::string interim;
-    std::string pending;
-    std::vector<Head> heads;
+    apr_file_t *last_file = nullptr;
     std::shared_ptr<FileRef> last_ref;
 };
 
 apr_status_t net_out_cleanup(void *data) noexcept
 {
-    static_cast<NetOutStore *>(data)->~NetOutStore();
+    static_cast<NetOutCtx *>(data)->~NetOutCtx();
     return APR_SUCCESS;
 }
 
@@ -343,7 +336,7 @@ apr_status_t net_out_cleanup(void *data) noexcept
 bool file_range_of(NetOutCtx *ctx, apr_bucket *b, FileRange *range) noexcept
 {
     auto *fb = static_cast<apr_bucket_file *>(b->data);
-    if (ctx->last_file != fb->fd || !*ctx->last_ref) {
+    if (ctx->last_file != fb->fd || !ctx->last_ref) {
         apr_os_file_t fd;
         if (apr_os_file_get(&fd, fb->fd) != APR_SUCCESS) {
             return false;
@@ -352,10 +345,10 @@ bool file_range_of(NetOutCtx *ctx, apr_bucket *b, FileRange *range) noexcept
         if (dup < 0) {
             return false;
         }
-        *ctx->last_ref = std::make_shared<FileRef>(dup);
+        ctx->last_ref = std::make_shared<FileRef>(dup);
         ctx->last_file = fb->fd;
     }
-    range->file = *ctx->last_ref;
+    range->file = ctx->last_ref;
     range->offset = static_cast<std::uint64_t>(b->start);
     range->len = b->length;
     return true;
@@ -400,8 +393,8 @@ apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos
                           bool flush = false, FileRange *file = nullptr) noexcept
 {
     std::size_t file_len = file ? file->len : 0;
-    apr_off_t n = body_length(static_cast<apr_off_t>(ctx->pending->size() + file_len));
-    for (const Head &h : *ctx->heads) {
+    apr_off_t n = body_length(static_cast<apr_off_t>(ctx->pending.size() + file_len));
+    for (const Head &h : ctx->heads) {
         n += head_length(h);
     }
     if (trailers) {
@@ -413,9 +406,9 @@ apr_status_t net_out_push(C2Task *task, NetOutCtx *ctx, Head *trailers, bool eos
     }
     /* On c1 (h2x_c2_inline.h) nobody else would drain the beam: never
      * wait for room (what may run there is bounded by INLINE_MAX_FILE). */
-    SendResult res = task->out->send(ctx->heads, ctx->pending, trailers, eos,
+    SendResult res = task->out->send(&ctx->heads, &ctx->pending, trailers, eos,
                                      task->on_c1 ? 0 : task->timeout, flush, file);
-    ctx->pending->clear();
+    ctx->pending.clear();
     switch (res) {
     case SendResult::ACCEPTED:
         return APR_SUCCESS;
@@ -471,12 +464,12 @@ apr_status_t ws_take_handshake(C2Task *task, NetOutCtx *ctx, Head *interim) noex
     ws_response_head(task, interim, &upgraded, &no_body);
     task->final_head = true;
     task->content_length = -1;
-    ctx->heads->push_back(std::move(*interim));
+    ctx->heads.push_back(std::move(*interim));
     if (upgraded) {
         task->ws_open = true;
-        task->body_bytes += static_cast<apr_off_t>(ctx->interim->size());
-        ctx->pending->append(*ctx->interim);
-        ctx->interim->clear();
+        task->body_bytes += static_cast<apr_off_t>(ctx->interim.size());
+        ctx->pending.append(ctx->interim);
+        ctx->interim.clear();
         return net_out_push(task, ctx, nullptr, false);
     }
     /* No WebSocket behind it: the handler's tunnel must stop. */
@@ -496,13 +489,9 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
     }
     auto *ctx = static_cast<NetOutCtx *>(f->ctx);
     if (!ctx) {
-        ctx = static_cast<NetOutCtx *>(apr_pcalloc(c->pool, sizeof(NetOutCtx)));
-        auto *store = new (apr_palloc(c->pool, sizeof(NetOutStore))) NetOutStore();
-        ctx->interim = &store->interim;
-        ctx->pending = &store->pending;
-        ctx->heads = &store->heads;
-        ctx->last_ref = &store->last_ref;
-        apr_pool_cleanup_register(c->pool, store, net_out_cleanup, apr_pool_cleanup_null);
+        /* In the c2 pool: no malloc per stream for the filter's state. */
+        ctx = new (apr_palloc(c->pool, sizeof(NetOutCtx))) NetOutCtx();
+        apr_pool_cleanup_register(c->pool, ctx, net_out_cleanup, apr_pool_cleanup_null);
         f->ctx = ctx;
     }
     if (!bb) {
@@ -542,7 +531,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                     task->header_only = no_body || (task->r && task->r->header_only)
                                         || response_is_header_only(hd->head.status);
                     task->content_length = response_content_length(hd->head);
-                    ctx->heads->push_back(std::move(hd->head));
+                    ctx->heads.push_back(std::move(hd->head));
                     push_now = true;
                     if (task->header_only) {
                         /* DESIGN.md invariant 2: a header-only response is
@@ -603,7 +592,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
              * cleanups may wait for a CGI to die). Hand over what we have
              * and settle the output's end first, so c1 resets an
              * incomplete response without waiting for that. */
-            if (!ctx->pending->empty() || !ctx->heads->empty()) {
+            if (!ctx->pending.empty() || !ctx->heads.empty()) {
                 rv = net_out_push(task, ctx, nullptr, false);
                 push_now = false;
             }
@@ -648,7 +637,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         else if (APR_BUCKET_IS_FILE(b) && task->final_head && b->length > 0) {
             /* A file's bytes are read straight into the chunk that goes into
              * the beam: no mmap set-up per piece, no intermediate bucket. */
-            std::size_t room = chunk_max > ctx->pending->size() ? chunk_max - ctx->pending->size() : 0;
+            std::size_t room = chunk_max > ctx->pending.size() ? chunk_max - ctx->pending.size() : 0;
             if (room == 0) {
                 rv = net_out_push(task, ctx, nullptr, false);
                 push_now = false;
@@ -657,12 +646,12 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             apr_size_t want = std::min<apr_size_t>(b->length, room);
             /* A small file costs its size, not a whole chunk; more pieces
              * after it grow the buffer by doubling, not piece by piece. */
-            std::size_t need = ctx->pending->size() + want;
-            if (ctx->pending->capacity() < need) {
-                ctx->pending->reserve(
-                    std::max(need, std::min(chunk_max, 2 * ctx->pending->capacity())));
+            std::size_t need = ctx->pending.size() + want;
+            if (ctx->pending.capacity() < need) {
+                ctx->pending.reserve(
+                    std::max(need, std::min(chunk_max, 2 * ctx->pending.capacity())));
             }
-            if (!read_file_piece(b, ctx->pending, want)) {
+            if (!read_file_piece(b, &ctx->pending, want)) {
                 rv = APR_EGENERAL;
                 break;
             }
@@ -674,7 +663,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                 b->start += static_cast<apr_off_t>(want);
                 b->length -= want;
             }
-            if (ctx->pending->size() >= chunk_max) {
+            if (ctx->pending.size() >= chunk_max) {
                 rv = net_out_push(task, ctx, nullptr, false);
                 push_now = false;
             }
@@ -691,7 +680,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             if (APR_STATUS_IS_EAGAIN(rv)) {
                 /* Hand over what we have before blocking on the source
                  * (a CGI pipe): streaming responses reach the client now. */
-                if (!ctx->pending->empty() || !ctx->heads->empty()) {
+                if (!ctx->pending.empty() || !ctx->heads.empty()) {
                     rv = net_out_push(task, ctx, nullptr, false);
                     push_now = false;
                     if (rv != APR_SUCCESS) {
@@ -709,9 +698,9 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                 break;
             }
             if (!task->final_head) {
-                ctx->interim->append(data, len);
+                ctx->interim.append(data, len);
                 Head interim;
-                while (!task->final_head && parse_interim(ctx->interim, &interim)) {
+                while (!task->final_head && parse_interim(&ctx->interim, &interim)) {
                     if (task->websocket && interim.status == HTTP_SWITCHING_PROTOCOLS) {
                         /* The WebSocket handshake's answer (h2x_ws.h): the
                          * stream's final response. */
@@ -726,7 +715,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                                    && (interim.status != 103
                                        || (task->r && early_hints_enabled(task->r)));
                     if (forward) {
-                        ctx->heads->push_back(std::move(interim));
+                        ctx->heads.push_back(std::move(interim));
                         push_now = true;
                     }
                     interim = Head();
@@ -734,13 +723,13 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             }
             else {
                 task->body_bytes += static_cast<apr_off_t>(len);
-                if (ctx->pending->empty()) {
+                if (ctx->pending.empty()) {
                     /* More may follow: room for a chunk, so that appends
                      * do not copy what is there on every doubling. */
-                    ctx->pending->reserve(chunk_max);
+                    ctx->pending.reserve(chunk_max);
                 }
-                ctx->pending->append(data, len);
-                if (ctx->pending->size() >= chunk_max) {
+                ctx->pending.append(data, len);
+                if (ctx->pending.size() >= chunk_max) {
                     rv = net_out_push(task, ctx, nullptr, false);
                     push_now = false;
                 }
@@ -748,7 +737,7 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             apr_bucket_delete(b);
         }
     }
-    if (rv == APR_SUCCESS && (push_now || !ctx->pending->empty() || !ctx->heads->empty()
+    if (rv == APR_SUCCESS && (push_now || !ctx->pending.empty() || !ctx->heads.empty()
                               || has_trailers)) {
         /* A WebSocket's messages leave as the tunnel hands them over: c1
          * never holds them back (Session::on_data_read()), so they need no
