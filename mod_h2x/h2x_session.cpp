@@ -1007,15 +1007,13 @@ int Session::on_send_data(nghttp2_frame *frame, const uint8_t *framehd, size_t l
     if (padlen > 0) {
         out_buf_.push_back(static_cast<char>(padlen - 1));
     }
-    std::size_t off = out_buf_.size();
-    out_buf_.resize(off + length);
-    if (s->out->read_data(&out_buf_[off], length, nullptr) != length) {
+    if (s->out->read_data(out_buf_.grow(length), length, nullptr) != length) {
         /* Aborted under us: no partial frame goes out; the stream is reset. */
-        out_buf_.resize(at);
+        out_buf_.truncate(at);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     if (padlen > 1) {
-        out_buf_.append(padlen - 1, '\0');
+        out_buf_.append_zeros(padlen - 1);
     }
     /* Let write_output() flush a full buffer before nghttp2 goes on. */
     return out_buf_.size() >= OUT_FLUSH ? NGHTTP2_ERR_PAUSE : 0;
@@ -1576,6 +1574,7 @@ RunResult Session::run_attached(bool may_suspend) noexcept
                  * thread for even a few ms lets busy keep-alive connections
                  * bypass the listener, whose accept queue then starves
                  * (docs/performance.md, "New connections under load"). */
+                out_buf_.trim(OUT_KEEP_IDLE);
                 return RunResult::YIELDED;
             }
         }

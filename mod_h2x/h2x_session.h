@@ -24,6 +24,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "h2x_mplx.h"
+#include "h2x_out_buf.h"
 #include "h2x_status.h"
 #include "h2x_stream.h"
 
@@ -51,6 +52,9 @@ class Session {
     void pre_close() noexcept;
 
     static constexpr std::size_t OUT_FLUSH = 64 * 1024; /* coalesce writes up to this */
+    /* An idle connection keeps a write buffer up to this size (enough for
+     * a small response: no malloc per request), frees a larger one. */
+    static constexpr std::size_t OUT_KEEP_IDLE = 4096;
     static constexpr apr_off_t READ_MAX = 64 * 1024;    /* input taken per read */
 
     /* nghttp2 callbacks (trampolines in h2x_session.cpp) */
@@ -177,7 +181,7 @@ class Session {
     apr_time_t last_blocked_check_ = 0;
     apr_bucket_brigade *in_bb_ = nullptr;
     apr_bucket_brigade *out_bb_ = nullptr;
-    std::string out_buf_;
+    OutBuf out_buf_;
     std::vector<int32_t> news_, done_;
     std::vector<nghttp2_nv> nva_;
 };
