@@ -220,6 +220,13 @@ bool Session::init(request_rec *upgrade) noexcept
      * with the right code (nghttp2's limit ends with INTERNAL_ERROR). */
     nghttp2_option_set_stream_reset_rate_limit(opt, 2 * RESET_BURST, 2 * RESET_RATE);
 #endif
+    /* nghttp2 keeps a server's closed streams for the RFC 7540 priority
+     * tree, up to SETTINGS_MAX_CONCURRENT_STREAMS - which it does not know
+     * here (above), so the retention had no bound: ~240 bytes per request
+     * for the life of the connection (test_543). Dependencies on a
+     * closed stream fall back to the default priority (RFC 9113 §5.3.2
+     * deprecates that scheme anyway). */
+    nghttp2_option_set_no_closed_streams(opt, 1);
     int rv = nghttp2_session_server_new2(&ngh2_, cbs, this, opt);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
