@@ -386,6 +386,13 @@ int Session::on_begin_headers(const nghttp2_frame *frame) noexcept
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     ++streams_opened_;
+    if (state_ == SessionState::IDLE) {
+        /* A stream is activity: the KeepAliveTimeout clock starts again
+         * when the connection is next without streams. A request served
+         * at once (h2x_c2_inline.h) never leaves run_attached() a moment
+         * with a stream open, so the loop alone would not notice it. */
+        state_ = SessionState::BUSY;
+    }
     auto st = std::make_unique<Stream>(id);
     st->request.request_time = apr_time_now();
     Stream *s = st.get();

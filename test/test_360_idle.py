@@ -90,3 +90,26 @@ def test_h2x_360_04_ping_does_not_keep_alive(frame_client):
     assert g.error_code == ErrorCodes.NO_ERROR and g.last_stream_id == sid, g
     assert g.t - idle_since <= TIMEOUT + SLACK
     assert c.wait_closed(timeout=5)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_360_05_short_requests_keep_alive(frame_client, tls):
+    """Requests that each end at once (a small static file, served on the
+    connection's own thread), one every 0.5 s for 2.5 x KeepAliveTimeout:
+    the connection is never idle that long, so no GOAWAY; the idle clock
+    starts at the last one. (Found 2026-12-01: the clock started at the
+    first idle moment and was never reset by such requests, so a busy
+    connection got GOAWAY after KeepAliveTimeout.)"""
+    c = frame_client(tls=tls)
+    sids = []
+    end = time.monotonic() + 2.5 * KEEPALIVE
+    while time.monotonic() < end:
+        sid = c.request("GET", "/1k.txt")
+        assert c.wait_stream_end(sid, timeout=5), c.stream(sid)
+        assert c.stream(sid).status == 200, c.stream(sid)
+        sids.append(sid)
+        c.run(timeout=0.5)
+        assert not c.goaways, (f"GOAWAY after {len(sids)} requests, the last one "
+                               f"{time.monotonic() - c.stream(sid).end_time:.2f}s ago",
+                               c.goaways)
+    _assert_idle_close(c, sids[-1], c.stream(sids[-1]).end_time)

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from core_helpers import httpd_pids, rss_kb
+
 pytestmark = [pytest.mark.h2, pytest.mark.slow]
 
 GB = 1 << 30
@@ -32,19 +34,6 @@ def _server(httpd):
     os.unlink(path)
 
 
-def _rss_kb(httpd) -> int:
-    total = 0
-    for pid in httpd._our_processes():
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
 def _warm_up(httpd, frame_client):
     """Some requests first, so threads and pools exist before the baseline."""
     c = frame_client()
@@ -59,7 +48,7 @@ def _warm_up(httpd, frame_client):
                          ids=["static", "cgi"])
 def test_h2x_540_01_slow_reader_1g(httpd, frame_client, path):
     _warm_up(httpd, frame_client)
-    base = _rss_kb(httpd)
+    base = rss_kb(httpd_pids(httpd))
     c = frame_client(auto_window_update=False, window=MAX_MEM)
     sid = c.request("GET", path)
     rate_step = 256 * 1024                      # ~2.5 MB/s: far below what the server can do
@@ -77,11 +66,11 @@ def test_h2x_540_01_slow_reader_1g(httpd, frame_client, path):
         if got:
             c.window_update(sid, min(got, rate_step))
             c.window_update(0, min(got, rate_step))
-        now_kb = _rss_kb(httpd)
+        now_kb = rss_kb(httpd_pids(httpd))
         peak = max(peak, now_kb)
         if at_1s is None and time.monotonic() - t0 >= 1.0:
             at_1s = now_kb
-    last = _rss_kb(httpd)
+    last = rss_kb(httpd_pids(httpd))
     rec = c.stream(sid)
     assert rec.status == 200, repr(rec)
     assert 100_000 < len(rec.data) < 50 * 1024 * 1024, len(rec.data)
@@ -105,7 +94,7 @@ def test_h2x_540_02_never_reading_client(httpd, frame_client):
     about H2StreamMaxMemSize (+ pipe and read buffers) per stream, far below
     what the CGIs could produce."""
     _warm_up(httpd, frame_client)
-    base = _rss_kb(httpd)
+    base = rss_kb(httpd_pids(httpd))
     n = 8
     c = frame_client(auto_window_update=False)
     sids = [c.request("GET", f"/cgi-bin/big.py?n={100 * 1024 * 1024}&i={i}") for i in range(n)]
@@ -113,7 +102,7 @@ def test_h2x_540_02_never_reading_client(httpd, frame_client):
     end = time.monotonic() + 3.0
     while time.monotonic() < end:
         c.run(timeout=0.2)
-        peak = max(peak, _rss_kb(httpd))
+        peak = max(peak, rss_kb(httpd_pids(httpd)))
     got = sum(len(c.stream(s).data) for s in sids)
     assert got <= 65535, got
     for s in sids:

@@ -16,25 +16,13 @@ processes, from /proc) grows by less than 4 MB (before the fix: 8-9 MB).
 
 import pytest
 
+from core_helpers import httpd_pids, rss_kb
 from h2x.clients import h2load
 
 pytestmark = [pytest.mark.h2]
 
 REQUESTS = 40_000
 MAX_GROWTH_KB = 4 * 1024
-
-
-def _rss_kb(httpd) -> int:
-    total = 0
-    for pid in httpd._our_processes():
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
 
 
 def test_h2x_543_01_one_connection_many_requests(httpd):
@@ -45,11 +33,11 @@ def test_h2x_543_01_one_connection_many_requests(httpd):
     for c in (4, 1, 1, 1):
         r = h2load(url, 10_000, c, 1, timeout=120)
         assert r.requests.get("succeeded") == 10_000, r.stdout
-    base = _rss_kb(httpd)
+    base = rss_kb(httpd_pids(httpd))
     r = h2load(url, REQUESTS, 1, 1, timeout=300)
     assert r.requests.get("succeeded") == REQUESTS, r.stdout
     assert r.status.get("2xx") == REQUESTS, r.stdout
-    after = _rss_kb(httpd)
+    after = rss_kb(httpd_pids(httpd))
     growth = after - base
     print(f"RSS {base} kB -> {after} kB: {growth} kB over {REQUESTS} requests "
           f"on one connection ({growth * 1024 / REQUESTS:.0f} bytes per request)")
