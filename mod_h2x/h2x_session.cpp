@@ -345,15 +345,22 @@ void Session::set_end(Stream *s, StreamEnd end, uint32_t code) noexcept
 
 /* RFC 9113 §5.1.1: a new stream's id must be larger than every id the
  * client used before; "an unexpected stream identifier" is a connection
- * error PROTOCOL_ERROR. nghttp2 ignores a HEADERS frame with a lower id of
- * a stream it no longer knows, so the check is made here, as the frame
- * begins. A HEADERS frame with END_STREAM on a stream that closed a moment
- * ago may be the client's trailers crossing our RST_STREAM: ignored. */
+ * error PROTOCOL_ERROR. nghttp2 keeps no closed streams here (see init())
+ * and ignores a HEADERS frame on a stream it no longer knows, so the
+ * check is made here, as the frame begins: for a lower id never used, and
+ * for a closed stream - one the client ended or reset (§5.1: its HEADERS
+ * after that are an error), or one whose Stream still waits for its
+ * worker. A HEADERS frame with END_STREAM on a stream that we reset while
+ * the client was still sending may be its trailers crossing our
+ * RST_STREAM: ignored. */
 int Session::on_begin_frame(const nghttp2_frame_hd *hd) noexcept
 {
     if (hd->type != NGHTTP2_HEADERS || hd->stream_id <= 0 || (hd->stream_id % 2) == 0
-        || hd->stream_id > nghttp2_session_get_last_proc_stream_id(ngh2_)
-        || find(hd->stream_id)) {
+        || hd->stream_id > nghttp2_session_get_last_proc_stream_id(ngh2_)) {
+        return 0;
+    }
+    const Stream *known = find(hd->stream_id);
+    if (known && !known->closed) {
         return 0;
     }
     if ((hd->flags & NGHTTP2_FLAG_END_STREAM)
@@ -362,8 +369,8 @@ int Session::on_begin_frame(const nghttp2_frame_hd *hd) noexcept
         return 0;
     }
     ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10031)
-                  "h2x_session(%ld): HEADERS on stream %d, lower than stream %d already "
-                  "used: closing the connection (PROTOCOL_ERROR)", c1_->id, hd->stream_id,
+                  "h2x_session(%ld): HEADERS on stream %d, closed or below stream %d "
+                  "already used: closing the connection (PROTOCOL_ERROR)", c1_->id, hd->stream_id,
                   nghttp2_session_get_last_proc_stream_id(ngh2_));
     goaway_sent_ = true;
     nghttp2_session_terminate_session(ngh2_, NGHTTP2_PROTOCOL_ERROR);
@@ -657,6 +664,7 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
         }
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
             apply(s, StreamEvent::RECV_END_STREAM);
+            s->remote_ended = true;
         }
         if (!s->scheduled && !s->rst_submitted && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
             s->request.end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
@@ -675,6 +683,7 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
         }
         if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
             apply(s, StreamEvent::RECV_END_STREAM);
+            s->remote_ended = true;
             if (s->in) {
                 std::vector<Head> none;
                 s->in->send(&none, nullptr, 0, nullptr, true, 0);
@@ -687,6 +696,7 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
         }
         if (s) {
             apply(s, StreamEvent::RECV_RST);
+            s->remote_ended = true;
             set_end(s, StreamEnd::RST_RECEIVED, frame->rst_stream.error_code);
             /* The client's reset frees the work at once: the handler fails
              * at its next write, a queued task never starts. */
@@ -798,7 +808,11 @@ int Session::on_stream_close(int32_t stream_id, uint32_t error_code) noexcept
     }
     s->closed = true;
     --open_streams_;
-    recently_closed_[recently_closed_next_++ % recently_closed_.size()] = stream_id;
+    if (!s->remote_ended) {
+        /* Closed by our RST_STREAM while the client was still sending:
+         * its trailers may be on their way (on_begin_frame()). */
+        recently_closed_[recently_closed_next_++ % recently_closed_.size()] = stream_id;
+    }
     status_.stream_ended(stream_id);
     if (s->end == StreamEnd::NONE) {
         set_end(s, StreamEnd::CONNECTION_GONE, error_code);

@@ -43,6 +43,7 @@ struct Stream {
     bool deferred = false;                   /* c1: the data provider is paused */
     bool ws_out_shut = false;                /* c1: the WebSocket tunnel ended our output */
     bool rst_submitted = false;              /* c1: we asked for RST_STREAM */
+    bool remote_ended = false;               /* c1: the client ended its side (END_STREAM or RST_STREAM) */
     std::uint64_t in_received = 0;           /* c1: request bytes put into `in` */
     std::uint64_t in_consumed = 0;           /* c1: request bytes given back to flow control */
     std::int32_t in_window = 0;              /* c1: the request body's stream window */
