@@ -34,11 +34,9 @@ class OutBuf {
 
     std::size_t size() const noexcept { return size_; }
     bool empty() const noexcept { return size_ == 0; }
-    std::size_t capacity() const noexcept { return cap_; }
     char *data() noexcept { return buf_; }
     const char *data() const noexcept { return buf_; }
     char &operator[](std::size_t i) noexcept { return buf_[i]; }
-    char operator[](std::size_t i) const noexcept { return buf_[i]; }
 
     /* Extends the buffer by `n` bytes and returns where they start; their
      * content is undefined until the caller writes them. */

@@ -343,25 +343,21 @@ void Session::set_end(Stream *s, StreamEnd end, uint32_t code) noexcept
                   c1_->id, s->id, end_name(end), code);
 }
 
-/* RFC 9113 §5.1.1: a new stream's id must be larger than every id the
- * client used before; "an unexpected stream identifier" is a connection
- * error PROTOCOL_ERROR. nghttp2 keeps no closed streams here (see init())
- * and ignores a HEADERS frame on a stream it no longer knows, so the
- * check is made here, as the frame begins: for a lower id never used, and
- * for a closed stream - one the client ended or reset (§5.1: its HEADERS
- * after that are an error), or one whose Stream still waits for its
- * worker. A HEADERS frame with END_STREAM on a stream that we reset while
- * the client was still sending may be its trailers crossing our
- * RST_STREAM: ignored. */
+/* HEADERS on a stream that nghttp2 no longer has: it keeps no closed
+ * streams (see init()) and would ignore the frame, so RFC 9113 §5.1.1 and
+ * §5.1 are checked here, as the frame begins. A lower id never used, or a
+ * stream the client ended or reset, is a connection error PROTOCOL_ERROR;
+ * a HEADERS frame with END_STREAM on a stream we reset while the client
+ * was still sending may be its trailers crossing our RST_STREAM: ignored
+ * (§5.1, closed). (DATA on a stream nghttp2 does not know is dropped by
+ * nghttp2 before any callback; its bytes go back to the connection
+ * window. docs/differences-from-mod_http2.md.) */
 int Session::on_begin_frame(const nghttp2_frame_hd *hd) noexcept
 {
     if (hd->type != NGHTTP2_HEADERS || hd->stream_id <= 0 || (hd->stream_id % 2) == 0
-        || hd->stream_id > nghttp2_session_get_last_proc_stream_id(ngh2_)) {
-        return 0;
-    }
-    const Stream *known = find(hd->stream_id);
-    if (known && !known->closed) {
-        return 0;
+        || hd->stream_id > nghttp2_session_get_last_proc_stream_id(ngh2_)
+        || nghttp2_session_find_stream(ngh2_, hd->stream_id)) {
+        return 0; /* a new stream, or one nghttp2 has: its checks apply */
     }
     if ((hd->flags & NGHTTP2_FLAG_END_STREAM)
         && std::find(recently_closed_.begin(), recently_closed_.end(), hd->stream_id)
@@ -375,6 +371,16 @@ int Session::on_begin_frame(const nghttp2_frame_hd *hd) noexcept
     goaway_sent_ = true;
     nghttp2_session_terminate_session(ngh2_, NGHTTP2_PROTOCOL_ERROR);
     return 0;
+}
+
+/* A stream we reset while the client may still be sending on it. */
+void Session::remember_reset(int32_t stream_id) noexcept
+{
+    if (std::find(recently_closed_.begin(), recently_closed_.end(), stream_id)
+        != recently_closed_.end()) {
+        return;
+    }
+    recently_closed_[recently_closed_next_++ % recently_closed_.size()] = stream_id;
 }
 
 int Session::on_begin_headers(const nghttp2_frame *frame) noexcept
@@ -776,6 +782,11 @@ int Session::on_frame_send(const nghttp2_frame *frame) noexcept
     }
     Stream *s = frame->hd.stream_id ? find(frame->hd.stream_id) : nullptr;
     if (!s) {
+        if (frame->hd.type == NGHTTP2_RST_STREAM) {
+            /* A stream refused, or reset before it was ours: the client
+             * may still be sending on it (on_begin_frame()). */
+            remember_reset(frame->hd.stream_id);
+        }
         return 0;
     }
     switch (frame->hd.type) {
@@ -811,7 +822,7 @@ int Session::on_stream_close(int32_t stream_id, uint32_t error_code) noexcept
     if (!s->remote_ended) {
         /* Closed by our RST_STREAM while the client was still sending:
          * its trailers may be on their way (on_begin_frame()). */
-        recently_closed_[recently_closed_next_++ % recently_closed_.size()] = stream_id;
+        remember_reset(stream_id);
     }
     status_.stream_ended(stream_id);
     if (s->end == StreamEnd::NONE) {
@@ -1595,6 +1606,7 @@ RunResult Session::run_attached(bool may_suspend) noexcept
                 write_output();
                 break;
             }
+            out_buf_.trim(OUT_KEEP_IDLE);
             if (may_suspend) {
                 /* Idle: give the thread back to the MPM at once. It watches
                  * the socket (KeepAliveTimeout) and calls us again when the
@@ -1602,7 +1614,6 @@ RunResult Session::run_attached(bool may_suspend) noexcept
                  * thread for even a few ms lets busy keep-alive connections
                  * bypass the listener, whose accept queue then starves
                  * (docs/performance.md, "New connections under load"). */
-                out_buf_.trim(OUT_KEEP_IDLE);
                 return RunResult::YIELDED;
             }
         }

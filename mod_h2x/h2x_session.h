@@ -102,6 +102,7 @@ class Session {
     void log_summary(const char *why) noexcept;
     bool trailers_over_limits(Stream *s, size_t namelen, size_t valuelen) noexcept;
     void maybe_destroy(Stream *s) noexcept;
+    void remember_reset(int32_t stream_id) noexcept; /* into recently_closed_ */
     bool read_input() noexcept;          /* false: connection gone */
     bool write_output() noexcept;        /* false: write failed */
     bool flush_output() noexcept;        /* writes out_buf_ to c1 */

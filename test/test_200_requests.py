@@ -348,6 +348,66 @@ def test_h2x_200_30_body_ending_after_response_closes_cleanly(frame_client, path
     _good_request_completes(c)
 
 
+def _stream_closed_rsts(c, sid):
+    return [f for f in c.stream(sid).frames
+            if f.type == "RST_STREAM" and f.error_code == ErrorCodes.STREAM_CLOSED]
+
+
+@pytest.mark.parametrize("how", ["end-stream", "client-reset"])
+def test_h2x_200_32_data_on_stream_the_client_closed(frame_client, how):
+    """DATA on a stream the client itself closed - it ended the request and
+    got the whole response, or it reset the stream - never reaches a
+    request, and the connection carries on. RFC 9113 asks for a stream
+    error STREAM_CLOSED (§6.1; after END_STREAM §5.1 a connection error);
+    mod_h2x's nghttp2 keeps no closed streams and drops such a frame
+    (docs/differences-from-mod_http2.md), so either is accepted here."""
+    c = frame_client()
+    if how == "end-stream":
+        sid = c.request("GET", "/1k.txt")
+        assert c.wait_stream_end(sid)
+        assert c.stream(sid).status == 200
+    else:
+        sid = c.request("POST", "/h2x/echo", end_stream=False)
+        c.run(timeout=0.1)
+        c.reset(sid, ErrorCodes.CANCEL)
+        c.run(timeout=0.2)
+    frames_before = len(c.stream(sid).frames)
+    for _ in range(3):
+        c.send_data(sid, b"x" * 100, respect_window=False)
+    c.run(lambda cl: cl.goaways or cl.closed, timeout=1.0)
+    if c.goaways:
+        assert c.goaway.error_code == ErrorCodes.STREAM_CLOSED, c.goaway
+        return
+    later = c.stream(sid).frames[frames_before:]
+    assert all(f.type == "RST_STREAM" and f.error_code == ErrorCodes.STREAM_CLOSED
+               for f in later), c.stream(sid).frames_str()
+    _good_request_completes(c)
+
+
+def test_h2x_200_33_data_after_our_reset_is_ignored(frame_client):
+    """DATA the client sends on a stream the server reset while the client
+    was still sending (here: a static file answered before its request body,
+    RST_STREAM(NO_ERROR) on the body's next frame, RFC 9113 §8.1) may have
+    been on its way before the reset arrived: it is ignored (§5.1) - no
+    RST_STREAM(STREAM_CLOSED), no GOAWAY - and its bytes go back to the
+    connection window."""
+    c = frame_client()
+    sid = c.request("POST", "/1k.txt", end_stream=False)
+    assert c.wait_stream_end(sid), c.stream(sid)
+    assert c.stream(sid).ended_by == "END_STREAM", c.stream(sid).frames_str()
+    assert c.send_data(sid, b"u" * 1000, timeout=3)
+    assert c.run(lambda cl: any(f.type == "RST_STREAM" for f in cl.stream(sid).frames),
+                 timeout=5), c.stream(sid).frames_str()
+    rst = [f for f in c.stream(sid).frames if f.type == "RST_STREAM"]
+    assert rst[0].error_code == ErrorCodes.NO_ERROR, rst
+    for _ in range(5):
+        c.send_data(sid, b"v" * 10_000, respect_window=False)
+    c.run(timeout=1.0)
+    assert not _stream_closed_rsts(c, sid), c.stream(sid).frames_str()
+    assert not c.goaways, c.goaways
+    _good_request_completes(c)
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 def test_h2x_200_31_h2load_posts_to_static_file(httpd, tls, tmp_path):
     """h2load, 1000 POSTs of 1 KiB to a static file, 100 at a time on one
