@@ -390,7 +390,7 @@ def test_h2x_200_33_data_after_our_reset_is_ignored(frame_client):
     RST_STREAM(NO_ERROR) on the body's next frame, RFC 9113 §8.1) may have
     been on its way before the reset arrived: it is ignored (§5.1) - no
     RST_STREAM(STREAM_CLOSED), no GOAWAY - and its bytes go back to the
-    connection window."""
+    connection window (1.5 times the window)."""
     c = frame_client()
     sid = c.request("POST", "/1k.txt", end_stream=False)
     assert c.wait_stream_end(sid), c.stream(sid)
@@ -400,9 +400,20 @@ def test_h2x_200_33_data_after_our_reset_is_ignored(frame_client):
                  timeout=5), c.stream(sid).frames_str()
     rst = [f for f in c.stream(sid).frames if f.type == "RST_STREAM"]
     assert rst[0].error_code == ErrorCodes.NO_ERROR, rst
-    for _ in range(5):
-        c.send_data(sid, b"v" * 10_000, respect_window=False)
-    c.run(timeout=1.0)
+    # 1.5 times the connection window the server granted: it must hand the
+    # ignored bytes back (WINDOW_UPDATE on stream 0), or this ends in a
+    # FLOW_CONTROL_ERROR.
+    target = int(c.conn_send_window * 1.5)
+    assert target > 1_000_000, c.conn_send_window
+    sent = 0
+    while sent < target:
+        if c.conn_send_window < 16_384:
+            assert c.run(lambda cl: cl.conn_send_window >= 16_384 or cl.goaways, timeout=5), \
+                f"connection window not returned after {sent} ignored bytes"
+            assert not c.goaways, c.goaways
+        c.send_data(sid, b"v" * 16_384, respect_window=False)
+        sent += 16_384
+    c.run(timeout=0.5)
     assert not _stream_closed_rsts(c, sid), c.stream(sid).frames_str()
     assert not c.goaways, c.goaways
     _good_request_completes(c)
