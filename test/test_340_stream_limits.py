@@ -139,3 +139,22 @@ def test_h2x_340_05_stalled_streams_free_their_slots(httpd, frame_client):
         httpd.reconfigure(extra_global=(
             f"H2MaxSessionStreams {LIMIT}\n"
             "<Location /h2x/delay>\n    SetHandler h2x-delay\n</Location>\n"))
+
+
+def test_h2x_340_06_refused_streams_body_and_trailers_in_flight(frame_client):
+    """Requests with bodies over the limit: what the client sent on a
+    refused stream before the RST_STREAM(REFUSED_STREAM) reached it - DATA,
+    and trailers (HEADERS with END_STREAM) - is ignored (RFC 9113 §5.1,
+    closed by RST_STREAM), not a connection error; the allowed streams
+    complete and the connection goes on."""
+    c = frame_client()
+    assert c.wait_settings() and c.run(lambda c: c.settings_acks >= 1, timeout=5)
+    sids = [c.request("POST", SLOW, end_stream=False) for _ in range(LIMIT + EXTRA)]
+    assert c.run(lambda cl: all(cl.stream(s).rst_code == ErrorCodes.REFUSED_STREAM
+                                for s in sids[LIMIT:]), timeout=5), \
+        [c.stream(s) for s in sids[LIMIT:]]
+    for s in sids:
+        c.send_data(s, b"b" * 100, respect_window=False)
+        c.send_headers(s, [("x-trailer", "t")], end_stream=True)
+    _check_wave(c, sids)
+    _assert_serves(c)
