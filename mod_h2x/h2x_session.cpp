@@ -359,9 +359,7 @@ int Session::on_begin_frame(const nghttp2_frame_hd *hd) noexcept
         || nghttp2_session_find_stream(ngh2_, hd->stream_id)) {
         return 0; /* a new stream, or one nghttp2 has: its checks apply */
     }
-    if ((hd->flags & NGHTTP2_FLAG_END_STREAM)
-        && std::find(recently_closed_.begin(), recently_closed_.end(), hd->stream_id)
-               != recently_closed_.end()) {
+    if ((hd->flags & NGHTTP2_FLAG_END_STREAM) && reset_by_us(hd->stream_id)) {
         return 0;
     }
     ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10031)
@@ -374,13 +372,16 @@ int Session::on_begin_frame(const nghttp2_frame_hd *hd) noexcept
 }
 
 /* A stream we reset while the client may still be sending on it. */
+bool Session::reset_by_us(int32_t stream_id) const noexcept
+{
+    return std::find(our_resets_.begin(), our_resets_.end(), stream_id) != our_resets_.end();
+}
+
 void Session::remember_reset(int32_t stream_id) noexcept
 {
-    if (std::find(recently_closed_.begin(), recently_closed_.end(), stream_id)
-        != recently_closed_.end()) {
-        return;
+    if (!reset_by_us(stream_id)) {
+        our_resets_[our_resets_next_++ % our_resets_.size()] = stream_id;
     }
-    recently_closed_[recently_closed_next_++ % recently_closed_.size()] = stream_id;
 }
 
 int Session::on_begin_headers(const nghttp2_frame *frame) noexcept

@@ -102,7 +102,8 @@ class Session {
     void log_summary(const char *why) noexcept;
     bool trailers_over_limits(Stream *s, size_t namelen, size_t valuelen) noexcept;
     void maybe_destroy(Stream *s) noexcept;
-    void remember_reset(int32_t stream_id) noexcept; /* into recently_closed_ */
+    void remember_reset(int32_t stream_id) noexcept; /* into our_resets_ */
+    bool reset_by_us(int32_t stream_id) const noexcept;
     bool read_input() noexcept;          /* false: connection gone */
     bool write_output() noexcept;        /* false: write failed */
     bool flush_output() noexcept;        /* writes out_buf_ to c1 */
@@ -170,10 +171,11 @@ class Session {
     int streams_opened_ = 0;        /* streams the client opened */
     bool summary_logged_ = false;
     bool handshake_done_ = false;   /* the client's first SETTINGS arrived */
-    /* The last streams that closed: a HEADERS frame on one of them may be
-     * trailers crossing our RST_STREAM, not a new stream. */
-    std::array<int32_t, 32> recently_closed_{};
-    std::size_t recently_closed_next_ = 0;
+    /* The last streams we reset or refused while the client was still
+     * sending: a HEADERS frame on one of them may be trailers crossing our
+     * RST_STREAM, not a reused stream id (on_begin_frame()). */
+    std::array<int32_t, 32> our_resets_{};
+    std::size_t our_resets_next_ = 0;
     SessionState state_ = SessionState::INIT;
     bool goaway_sent_ = false;
     bool terminating_ = false;      /* an error GOAWAY ends the session: no new work */
