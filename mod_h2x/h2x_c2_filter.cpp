@@ -102,6 +102,13 @@ C2Task *task_of(const conn_rec *c) noexcept
 struct ResponseCtx {
     bool head_sent;
     bool header_only;
+    /* httpd started an error response (ap_die) after the head went out;
+     * response_filter() then resets the stream. */
+    bool error_after_head;
+    /* The request whose head went out; another one here is an internal
+     * redirect (an ErrorDocument URL), null: error_after_head() saw httpd
+     * start its own error document. */
+    request_rec *head_r;
 };
 
 int add_field(void *data, const char *name, const char *value) noexcept
@@ -241,6 +248,21 @@ apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         ctx = static_cast<ResponseCtx *>(apr_pcalloc(r->pool, sizeof(ResponseCtx)));
         f->ctx = ctx;
     }
+    if (ctx->head_sent && (ctx->error_after_head || r != ctx->head_r)) {
+        /* A handler failed after its response had started (a proxy whose
+         * backend died mid-body returns 502/503): httpd now sends an error
+         * document, or redirects to the ErrorDocument, as if nothing had
+         * been sent. Appended to the body that went out, it would end the
+         * stream with END_STREAM as a whole, corrupt response (DESIGN.md:
+         * an incomplete response is reset). */
+        if (!ctx->error_after_head) {
+            ctx->error_after_head = true;
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, H2XLOGNO(10041)
+                          "h2x_c2(%s): status %d after the response had started; "
+                          "resetting the stream", f->c->log_id, r->status);
+        }
+        return abort_response(f, bb, AbortReason::HANDLER_ERROR);
+    }
     if (!ctx->head_sent) {
         for (request_rec *rr = r; rr; rr = rr->prev) {
             if (rr->status == HTTP_FORBIDDEN
@@ -276,6 +298,7 @@ apr_status_t response_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         APR_BRIGADE_INSERT_HEAD(bb, bucket_head_create(f->c->bucket_alloc, HeadKind::RESPONSE,
                                                         std::move(head)));
         ctx->head_sent = true;
+        ctx->head_r = r;
         /* As httpd's header filter: the body is under way, so %b reports
          * r->bytes_sent (counted by the content-length filter). */
         r->sent_bodyct = 1;
@@ -1048,10 +1071,29 @@ apr_status_t net_in_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
     return APR_SUCCESS;
 }
 
+/* ap_send_error_response() starts an error document: on a c2 whose head
+ * went out already, make response_filter() reset the stream instead. */
+void error_after_head(request_rec *r) noexcept
+{
+    if (!r->connection->master) {
+        return;
+    }
+    for (ap_filter_t *f = r->output_filters; f; f = f->next) {
+        if (f->frec == g_response_filter) {
+            auto *ctx = static_cast<ResponseCtx *>(f->ctx);
+            if (ctx && ctx->head_sent) {
+                ctx->head_r = nullptr; /* response_filter() logs it */
+            }
+            return;
+        }
+    }
+}
+
 } // namespace
 
 void c2_filter_register() noexcept
 {
+    ap_hook_insert_error_filter(error_after_head, nullptr, nullptr, APR_HOOK_REALLY_FIRST);
     g_response_filter = ap_register_output_filter("H2X_RESPONSE", response_filter, nullptr,
                                                   AP_FTYPE_PROTOCOL);
     g_net_out_filter = ap_register_output_filter("H2X_C2_NET_OUT", net_out_filter, nullptr,

@@ -6,6 +6,9 @@ backend that closes early) must end with RST_STREAM(INTERNAL_ERROR), never
 with END_STREAM, which would present a truncated body as whole (DESIGN.md
 invariant 2, STYLE §3.4).  A handler that stalls before any headers gets the
 error response httpd gives over HTTP/1.1 (mod_cgid: 504), complete.
+A handler that returns an error status after its response started (what
+mod_proxy_http2 does when its backend dies mid-body) is reset too: httpd
+would append its error document, or the ErrorDocument, to the body.
 """
 
 import socket
@@ -28,7 +31,20 @@ HANDLERS = """
 <Location /h2x/stall>
     SetHandler h2x-stall
 </Location>
+<Location /h2x/stall-ed>
+    SetHandler h2x-stall
+    ErrorDocument 503 /hello.txt
+    ErrorDocument 500 "a custom error text"
+</Location>
+<Location /h2x/status>
+    SetHandler h2x-status
+</Location>
+<Location /h2x/status-ed>
+    SetHandler h2x-status
+    ErrorDocument 503 /hello.txt
+</Location>
 """
+HELLO = b"hello\n"  # htdocs/hello.txt
 REPEAT = 10          # streams per case, all at once on one connection
 
 pytestmark = [pytest.mark.h2]
@@ -209,4 +225,40 @@ def test_h2x_310_05_slow_handler_returning_ok_is_complete(frame_client):
         assert s.ended_by == "END_STREAM", s
         assert s.status == 200 and s.body == body(100), s
         assert c.shape(sid) in ("HEADERS DATA[ES]", "HEADERS DATA DATA(0)[ES]"), s
+    _assert_usable(c)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+@pytest.mark.parametrize("path", ["/h2x/stall?n=100&s=0&ret=503",
+                                  "/h2x/stall?n=100&s=0&ret=500",
+                                  "/h2x/stall?n=100&s=0&ret=404",
+                                  "/h2x/stall-ed?n=100&s=0&ret=503",
+                                  "/h2x/stall-ed?n=100&s=0&ret=500"],
+                         ids=["503", "500", "404", "ErrorDocument-url", "ErrorDocument-text"])
+def test_h2x_310_06_error_status_after_body(frame_client, tls, path):
+    """Headers and 100 bytes flushed, then the handler returns an error
+    status: httpd starts its error response (a canned page, an
+    ErrorDocument text, or an internal redirect to an ErrorDocument URL)
+    as if nothing had been sent. The stream is reset instead, and none of
+    that document reaches the client after the body (before, mod_h2x and
+    mod_http2 both sent it as more body and ended the stream with
+    END_STREAM)."""
+    c = frame_client(tls=tls)
+    for sid in _many(c, path):
+        _assert_reset(c, sid)
+    _assert_usable(c)
+
+
+@pytest.mark.parametrize("path,text", [
+    ("/h2x/status?s=503&err=1", b"Service Unavailable"),
+    ("/h2x/status-ed?s=503&err=1", HELLO)], ids=["canned", "ErrorDocument-url"])
+def test_h2x_310_07_error_status_before_head_is_complete(frame_client, path, text):
+    """Control: an error status returned before anything went out is an
+    ordinary, complete error response (END_STREAM), ErrorDocument and all."""
+    c = frame_client()
+    sid = c.request("GET", path)
+    assert c.wait_stream_end(sid, timeout=10)
+    s = c.stream(sid)
+    assert s.ended_by == "END_STREAM" and s.status == 503, s
+    assert text in s.body, s
     _assert_usable(c)

@@ -37,27 +37,49 @@ def backend(tmp_path_factory):
     events = str(tmp_path_factory.mktemp("grpc") / "events")
     open(events, "w").close()
     port = free_port()
-    proc = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "h2x", "grpc_backend.py"),
-                             str(port), events],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    line = proc.stdout.readline().decode()
-    assert line.strip() == "ready", proc.stderr.read().decode()
+    proc = start_backend(port, events)
     yield port, events
     proc.terminate()
     proc.wait(timeout=10)
 
 
+def start_backend(port, events):
+    proc = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "h2x", "grpc_backend.py"),
+                             str(port), events],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = proc.stdout.readline().decode()
+    assert line.strip() == "ready", proc.stderr.read().decode()
+    return proc
+
+
 @pytest.fixture(scope="module")
-def grpc_server(httpd, env, backend):
+def doomed_port():
+    """The port of a second backend, one that a test kills (doomed())."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def grpc_server(httpd, env, backend, doomed_port):
     port, _ = backend
     proxy_http2 = env.apache_module("proxy_http2")
     assert proxy_http2, "Debian's mod_proxy_http2.so is part of apache2"
     httpd.reconfigure(extra_global=f"""
 LoadModule proxy_http2_module {proxy_http2}
 ProxyPass "/h2x.Test/" "h2c://127.0.0.1:{port}/h2x.Test/"
+ProxyPass "/doomed/h2x.Test/" "h2c://127.0.0.1:{doomed_port}/h2x.Test/"
 """)
     yield httpd
     httpd.reconfigure()
+
+
+@pytest.fixture
+def doomed(doomed_port, tmp_path):
+    """A backend of its own for one test, which may kill it."""
+    proc = start_backend(doomed_port, str(tmp_path / "events"))
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
 
 
 def _channel(server, env, tls):
@@ -234,3 +256,48 @@ def test_h2x_555_11_cancel_reaches_backend(channel, backend):
     assert times, "the backend never saw the cancelled call end"
     assert times[0] - t0 < 3, times[0] - t0
     assert unary(channel, "Echo")(b"after cancel", timeout=10) == b"after cancel"
+
+
+def test_h2x_555_12_backend_dies_mid_stream(channel, doomed, grpc_server):
+    """The backend dies (SIGKILL) in the middle of a server stream: the
+    client's call ends with an error status within seconds (the response
+    is incomplete, so the stream is reset, never left open, never ended
+    as if complete), and the channel carries on."""
+    call = channel.unary_stream("/doomed/h2x.Test/Drip")(b"doomed", timeout=60)
+    it = iter(call)
+    assert next(it) == b"%016d" % 0
+    t0 = time.monotonic()
+    doomed.kill()
+    got = []
+    with pytest.raises(grpc.RpcError) as err:
+        for m in it:
+            got.append(m)
+    assert time.monotonic() - t0 < 10
+    assert err.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE,
+                                grpc.StatusCode.UNKNOWN), (err.value.code(), err.value.details())
+    assert unary(channel, "Echo")(b"after the backend died", timeout=10) \
+        == b"after the backend died"
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_555_13_backend_dies_frames(grpc_server, doomed, frame_client, tls):
+    """The same, seen frame by frame: a gRPC server stream whose backend
+    dies after its first messages ends with RST_STREAM(INTERNAL_ERROR)
+    (an incomplete response, DESIGN.md), not with END_STREAM and not
+    never; another stream on the connection is answered after it."""
+    c = frame_client(tls=tls)
+    msg = b"doomed"
+    sid = c.request("POST", "/doomed/h2x.Test/Drip",
+                    headers=[("content-type", "application/grpc"), ("te", "trailers")],
+                    end_stream=False)
+    c.send_data(sid, b"\0" + len(msg).to_bytes(4, "big") + msg, end_stream=True)
+    assert c.run(until=lambda cl: len(cl.stream(sid).body) >= 2 * 21, timeout=10), \
+        c.stream(sid).frames_str()
+    assert c.stream(sid).status == 200
+    doomed.kill()
+    assert c.wait_stream_end(sid, timeout=10), c.stream(sid).frames_str()
+    s = c.stream(sid)
+    assert s.ended_by == "RST_STREAM", (s.frames_str(), s.body[-400:])
+    assert s.rst_name == "INTERNAL_ERROR", s.frames_str()
+    ok = c.request("GET", "/1k.txt")
+    assert c.wait_stream_end(ok, timeout=10) and c.stream(ok).status == 200
