@@ -59,15 +59,20 @@ def doomed_port():
 
 
 @pytest.fixture(scope="module")
-def grpc_server(httpd, env, backend, doomed_port):
+def grpc_conf(env, backend, doomed_port):
     port, _ = backend
     proxy_http2 = env.apache_module("proxy_http2")
     assert proxy_http2, "Debian's mod_proxy_http2.so is part of apache2"
-    httpd.reconfigure(extra_global=f"""
+    return f"""
 LoadModule proxy_http2_module {proxy_http2}
 ProxyPass "/h2x.Test/" "h2c://127.0.0.1:{port}/h2x.Test/"
 ProxyPass "/doomed/h2x.Test/" "h2c://127.0.0.1:{doomed_port}/h2x.Test/"
-""")
+"""
+
+
+@pytest.fixture(scope="module")
+def grpc_server(httpd, grpc_conf):
+    httpd.reconfigure(extra_global=grpc_conf)
     yield httpd
     httpd.reconfigure()
 
@@ -303,3 +308,102 @@ def test_h2x_555_13_backend_dies_frames(grpc_server, doomed, frame_client, tls):
     assert s.rst_name == "INTERNAL_ERROR", s.frames_str()
     ok = c.request("GET", "/1k.txt")
     assert c.wait_stream_end(ok, timeout=10) and c.stream(ok).status == 200
+
+
+def test_h2x_555_14_early_reject_of_a_client_stream(channel):
+    """The backend answers with an error after the first of 200 messages
+    of 32 KiB while the client is still sending: the client gets that
+    status (not a reset, not a hang), and the channel carries on."""
+    def messages():
+        for i in range(200):
+            yield bytes([i % 251]) * 32768
+
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        channel.stream_unary("/h2x.Test/Reject")(messages(), timeout=30)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, \
+        (err.value.code(), err.value.details())
+    assert err.value.details() == "enough"
+    assert time.monotonic() - t0 < 10
+    assert unary(channel, "Echo")(b"after reject", timeout=10) == b"after reject"
+
+
+def test_h2x_555_15_slow_reader(channel):
+    """A server stream of 64 messages of 64 KiB read slowly (20 ms per
+    message): flow control holds the backend back through httpd, and
+    every message arrives intact and in order."""
+    call = channel.unary_stream("/h2x.Test/Split")(b"64 65536", timeout=60)
+    n = 0
+    for i, m in enumerate(call):
+        assert m == bytes([i % 251]) * 65536, i
+        n += 1
+        time.sleep(0.02)
+    assert n == 64
+
+
+def test_h2x_555_16_parallel_bidi(channel):
+    """20 bidi calls at once on one channel, 20 lock-step round trips
+    each: every call gets its own answers."""
+    errors = []
+
+    def one(k):
+        try:
+            q = []
+            cond = threading.Condition()
+
+            def requests():
+                for i in range(20):
+                    with cond:
+                        cond.wait_for(lambda: len(q) == i, timeout=10)
+                    yield b"%d:%d" % (k, i)
+
+            call = channel.stream_stream("/h2x.Test/Chat")(requests(), timeout=60)
+            for reply in call:
+                with cond:
+                    q.append(reply)
+                    cond.notify_all()
+            if q != [b"%d:%d" % (k, i) for i in range(20)]:
+                errors.append((k, q))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append((k, repr(e)))
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[:3]
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["h2", "h2c"])
+def test_h2x_555_17_keepalive_pings(grpc_server, grpc_conf, env, tls):
+    """A client with aggressive gRPC keepalive (asking for a PING every
+    200 ms, also without calls in flight, each to be answered within 1 s)
+    keeps its connection through a 2 s call and 2 s of idle time: the
+    pings are answered (the server's frame trace shows them and their
+    acks), not taken for a PING flood."""
+    grpc_server.reconfigure(extra_global=grpc_conf, loglevel="warn h2x:trace2")
+    options = OPTIONS + [("grpc.keepalive_time_ms", 200),
+                         ("grpc.keepalive_timeout_ms", 1000),
+                         ("grpc.keepalive_permit_without_calls", 1),
+                         ("grpc.http2.max_pings_without_data", 0),
+                         ("grpc.http2.min_time_between_pings_ms", 100),
+                         ("grpc.http2.min_ping_interval_without_data_ms", 100)]
+    if tls:
+        with open(env.cert()[0], "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        ch = grpc.secure_channel(f"localhost:{grpc_server.https_port}", creds, options=options)
+    else:
+        ch = grpc.insecure_channel(f"127.0.0.1:{grpc_server.http_port}", options=options)
+    try:
+        grpc.channel_ready_future(ch).result(timeout=10)
+        assert unary(ch, "Sleep")(b"2000", timeout=10) == b"slept"
+        time.sleep(2)
+        assert unary(ch, "Echo")(b"after idle pings", timeout=10) == b"after idle pings"
+    finally:
+        ch.close()
+        pings = [ln for ln in grpc_server.error_log_lines() if " recv PING " in ln]
+        sent = [ln for ln in grpc_server.error_log_lines() if " sent PING " in ln]
+        grpc_server.reconfigure(extra_global=grpc_conf)
+    assert len(pings) >= 2, len(pings)
+    assert len(sent) >= len(pings) - 1, (len(sent), len(pings))

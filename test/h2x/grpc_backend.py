@@ -14,6 +14,8 @@ can send and check exact payloads:
            x-h2x-trailer: bye, and the request's x-h2x-ask metadata as
            the answer
   Count    client streaming: answers "<messages> <bytes> <sha256 of all>"
+  Reject   client streaming: reads one message, then aborts with
+           FAILED_PRECONDITION "enough" while the client still sends
   Split    server streaming: request "COUNT SIZE [CODE:details]": COUNT
            messages of SIZE bytes, message i filled with the byte i % 251,
            then the status (OK or the one given)
@@ -86,6 +88,11 @@ def count(requests, context):
     return f"{messages} {total} {digest.hexdigest()}".encode()
 
 
+def reject(requests, context):
+    next(requests)
+    context.abort(grpc.StatusCode.FAILED_PRECONDITION, "enough")
+
+
 def split(request, context):
     parts = request.decode().split()
     n, size = int(parts[0]), int(parts[1])
@@ -118,6 +125,7 @@ HANDLERS = {
     "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
     "Meta": grpc.unary_unary_rpc_method_handler(meta),
     "Count": grpc.stream_unary_rpc_method_handler(count),
+    "Reject": grpc.stream_unary_rpc_method_handler(reject),
     "Split": grpc.unary_stream_rpc_method_handler(split),
     "Drip": grpc.unary_stream_rpc_method_handler(drip),
     "Chat": grpc.stream_stream_rpc_method_handler(chat),
