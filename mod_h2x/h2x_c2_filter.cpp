@@ -117,34 +117,49 @@ int add_field(void *data, const char *name, const char *value) noexcept
     return 1;
 }
 
-/* httpd's fixup_vary(): one Vary field, each token once. */
+/* httpd's fixup_vary(): one Vary field, each token once (case-insensitive),
+ * joined with "," as httpd does. Two fields, or one that apr_table_mergen()
+ * grew twice ("Accept-Encoding, Accept-Encoding" when two compressing
+ * filters each add it), both become a single list. */
 void merge_vary(request_rec *r) noexcept
 {
     const apr_array_header_t *arr = apr_table_elts(r->headers_out);
     auto *elts = reinterpret_cast<const apr_table_entry_t *>(arr->elts);
-    std::string merged;
-    int count = 0;
+    std::vector<const char *> tokens;
+    int fields = 0;
+    bool dropped = false;
     for (int i = 0; i < arr->nelts; ++i) {
         if (!elts[i].key || strcasecmp(elts[i].key, "Vary") || !elts[i].val) {
             continue;
         }
-        ++count;
+        ++fields;
         char *list = apr_pstrdup(r->pool, elts[i].val);
         char *state = nullptr;
         for (char *tok = apr_strtok(list, ", \t", &state); tok;
              tok = apr_strtok(nullptr, ", \t", &state)) {
-            std::string needle = std::string(", ") + tok + ",";
-            std::string hay = ", " + merged + ",";
-            if (strcasestr(hay.c_str(), needle.c_str())) {
-                continue;
+            bool seen = false;
+            for (const char *t : tokens) {
+                if (!strcasecmp(t, tok)) {
+                    seen = true;
+                    break;
+                }
             }
-            if (!merged.empty()) {
-                merged.append(",");
+            if (seen) {
+                dropped = true;
             }
-            merged.append(tok);
+            else {
+                tokens.push_back(tok);
+            }
         }
     }
-    if (count > 1) {
+    if (fields > 1 || dropped) {
+        std::string merged;
+        for (const char *t : tokens) {
+            if (!merged.empty()) {
+                merged.push_back(',');
+            }
+            merged.append(t);
+        }
         apr_table_setn(r->headers_out, "Vary", apr_pstrdup(r->pool, merged.c_str()));
     }
 }
@@ -532,6 +547,12 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
     bool has_trailers = false;
     bool push_now = false;
     bool flushed = false; /* a FLUSH bucket: what the handler wrote leaves now */
+    /* The range of a file bucket taken whole, held until the next bucket:
+     * when that is the EOS (a static file: [FILE, EOS]) both go into the
+     * beam at once, so that c1 cannot send the last DATA before it knows
+     * the end and then end the stream with a zero-length DATA frame. */
+    FileRange held;
+    bool has_held = false;
 
     while (!APR_BRIGADE_EMPTY(bb) && rv == APR_SUCCESS) {
         apr_bucket *b = APR_BRIGADE_FIRST(bb);
@@ -540,6 +561,15 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
              * the EOR's destruction logs and frees the request. */
             apr_bucket_delete(b);
             continue;
+        }
+        if (has_held && !APR_BUCKET_IS_EOS(b)) {
+            /* Anything but the end: the held range goes first, in order. */
+            has_held = false;
+            rv = net_out_push(task, ctx, nullptr, false, false, &held);
+            push_now = false;
+            if (rv != APR_SUCCESS) {
+                break;
+            }
         }
         if (bucket_is_head(b)) {
             HeadBucketData *hd = bucket_head_data(b);
@@ -588,8 +618,10 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
                 continue;
             }
             task->eos = true;
-            rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, true);
+            rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, true, false,
+                              has_held ? &held : nullptr);
             has_trailers = false;
+            has_held = false;
             push_now = false;
         }
         else if (AP_BUCKET_IS_ERROR(b)) {
@@ -649,13 +681,15 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
             task->body_bytes += static_cast<apr_off_t>(range.len);
             if (range.len == b->length) {
                 apr_bucket_delete(b);
+                held = std::move(range);
+                has_held = true;
             }
             else {
                 b->start += static_cast<apr_off_t>(range.len);
                 b->length -= range.len;
+                rv = net_out_push(task, ctx, nullptr, false, false, &range);
+                push_now = false;
             }
-            rv = net_out_push(task, ctx, nullptr, false, false, &range);
-            push_now = false;
         }
         else if (APR_BUCKET_IS_FILE(b) && task->final_head && b->length > 0) {
             /* A file's bytes are read straight into the chunk that goes into
@@ -761,12 +795,13 @@ apr_status_t net_out_filter(ap_filter_t *f, apr_bucket_brigade *bb) noexcept
         }
     }
     if (rv == APR_SUCCESS && (push_now || !ctx->pending.empty() || !ctx->heads.empty()
-                              || has_trailers)) {
+                              || has_trailers || has_held)) {
         /* A WebSocket's messages leave as the tunnel hands them over: c1
          * never holds them back (Session::on_data_read()), so they need no
          * FLUSH, and c1 is woken only when it may be waiting - bytes added
          * to bytes it has not taken yet travel with them. */
-        rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, false, flushed);
+        rv = net_out_push(task, ctx, has_trailers ? &trailers : nullptr, false, flushed,
+                          has_held ? &held : nullptr);
     }
     if (rv != APR_SUCCESS) {
         apr_brigade_cleanup(bb);

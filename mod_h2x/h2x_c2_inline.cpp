@@ -63,7 +63,8 @@ bool default_handler_serves(const request_rec *r) noexcept
 /* Output filters known not to wait on anything but the CPU. Anything else
  * (INCLUDES can run a CGI, RATE_LIMIT sleeps, EXT_FILTER talks to a
  * program, a Lua or smart filter may do anything) sends the request to a
- * worker. Filter names are kept lower case by httpd. */
+ * worker. httpd keeps registered filter names in lower case; mod_filter's
+ * harnesses keep their case. */
 bool filter_known_quick(const char *name) noexcept
 {
     static const char *const quick[] = {
@@ -74,8 +75,14 @@ bool filter_known_quick(const char *name) noexcept
     if (!std::strncmp(name, "h2x_", 4)) {
         return true;
     }
+    if (!strncasecmp(name, "bytype:", 7)) {
+        /* mod_filter's harness for AddOutputFilterByType, named
+         * "BYTYPE:DEFLATE" for Debian's deflate.conf: as quick as the
+         * filter it may run. */
+        return filter_known_quick(name + 7);
+    }
     for (const char *q : quick) {
-        if (!std::strcmp(name, q)) {
+        if (!strcasecmp(name, q)) {
             return true;
         }
     }

@@ -407,3 +407,23 @@ def test_h2x_555_17_keepalive_pings(grpc_server, grpc_conf, env, tls):
         grpc_server.reconfigure(extra_global=grpc_conf)
     assert len(pings) >= 2, len(pings)
     assert len(sent) >= len(pings) - 1, (len(sent), len(pings))
+
+
+def test_h2x_555_18_graceful_restart(channel, grpc_server):
+    """A graceful restart while 10 calls (1.5 s each) and a server stream
+    are in flight on the channel: every one completes with OK and all its
+    messages (DESIGN.md: accepted streams finish), and the channel's next
+    calls are served (gRPC reconnects after the GOAWAY)."""
+    sleeps = [unary(channel, "Sleep").future(b"1500", timeout=30) for _ in range(10)]
+    stream = channel.unary_stream("/h2x.Test/Split")(b"30 100000", timeout=30)
+    it = iter(stream)
+    first = next(it)
+    time.sleep(0.3)
+    grpc_server.graceful()
+    assert [f.result() for f in sleeps] == [b"slept"] * 10
+    rest = list(it)
+    assert [first] + rest == [bytes([i % 251]) * 100000 for i in range(30)]
+    assert stream.code() == grpc.StatusCode.OK
+    for i in range(5):
+        assert unary(channel, "Echo")(b"after graceful %d" % i, timeout=10) \
+            == b"after graceful %d" % i

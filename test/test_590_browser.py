@@ -1,7 +1,8 @@
 """590: a real browser (Debian's headless Chromium) over h2.
 
 Chromium loads a page over TLS whose script fetches, all at once, 40
-static files of the sizes that sit on frame and window edges, then a HEAD,
+static files of the sizes that sit on frame and window edges, then text
+files that mod_deflate compresses on the way (Debian's deflate.conf), a HEAD,
 a conditional GET that the server answers with 304, a 1 MiB POST to a CGI and
 a 204 from a CGI, and writes what it got (status, length and SHA-256 of
 every body, the protocol of every fetch) into the page. The test reads
@@ -23,12 +24,17 @@ from h2x.httpd import file_content
 pytestmark = pytest.mark.h2
 
 SIZES = [0, 1, 1000, 16383, 16384, 16385, 65535, 65536, 100_000, 2 << 20]
+# Text types, which the standard server's mod_deflate (Debian's deflate.conf)
+# compresses for a browser: the browser inflates them back.
+TEXTS = [("t-1.js", 1), ("t-20000.css", 20_000), ("t-100000.txt", 100_000),
+         ("t-300000.html", 300_000)]
 
 PAGE = """<!doctype html>
 <html><head><title>h2x browser test</title></head><body>
 <pre id="result">pending</pre>
 <script>
 const FILES = %(files)s;
+const TEXTS = %(texts)s;
 const hex = (buf) => Array.from(new Uint8Array(buf))
   .map((b) => b.toString(16).padStart(2, "0")).join("");
 const sha = async (buf) => hex(await crypto.subtle.digest("SHA-256", buf));
@@ -39,6 +45,12 @@ const sha = async (buf) => hex(await crypto.subtle.digest("SHA-256", buf));
       const r = await fetch(path, {cache: "no-store"});
       const b = await r.arrayBuffer();
       return {path, status: r.status, size: b.byteLength, sha: await sha(b)};
+    }));
+    out.texts = await Promise.all(TEXTS.map(async (path) => {
+      const r = await fetch(path, {cache: "no-store"});
+      const b = await r.arrayBuffer();
+      return {path, status: r.status, size: b.byteLength, sha: await sha(b),
+              encoding: r.headers.get("content-encoding")};
     }));
     const h = await fetch("/b590/f-100000.bin", {method: "HEAD", cache: "no-store"});
     out.head = {status: h.status, length: h.headers.get("content-length"),
@@ -74,10 +86,14 @@ def test_h2x_590_01_chromium_page(httpd, tmp_path):
     for size in SIZES:
         httpd.make_file(f"/b590/f-{size}.bin", size)
         files += [f"/b590/f-{size}.bin?copy={i}" for i in range(4)]
+    texts = []
+    for name, size in TEXTS:
+        httpd.make_file(f"/b590/{name}", size)
+        texts += [f"/b590/{name}?copy={i}" for i in range(2)]
     with open(os.path.join(httpd.docroot, "b590", "reval.txt"), "w") as f:
         f.write("revalidated\n")
     with open(os.path.join(httpd.docroot, "b590", "page.html"), "w") as f:
-        f.write(PAGE % {"files": json.dumps(files)})
+        f.write(PAGE % {"files": json.dumps(files), "texts": json.dumps(texts)})
     proc = subprocess.run(
         [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--ignore-certificate-errors", f"--user-data-dir={tmp_path}",
@@ -95,6 +111,14 @@ def test_h2x_590_01_chromium_page(httpd, tmp_path):
         assert got["status"] == 200, got
         assert got["size"] == size, got
         assert got["sha"] == hashlib.sha256(file_content(size)).hexdigest(), got
+    assert len(out["texts"]) == len(texts)
+    for got in out["texts"]:
+        size = int(got["path"].split("-")[1].split(".")[0])
+        assert got["status"] == 200, got
+        assert got["size"] == size, got
+        assert got["sha"] == hashlib.sha256(file_content(size)).hexdigest(), got
+        if size >= 20_000:
+            assert got["encoding"] == "gzip", got
     assert out["head"] == {"status": 200, "length": "100000", "body": 0}, out["head"]
     assert out["revalidate"] == {"status": 304, "body": ""}, out["revalidate"]
     assert out["post"]["status"] == 200
