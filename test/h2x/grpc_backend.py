@@ -9,6 +9,7 @@ can send and check exact payloads:
   Fail     unary: aborts with the status named by the request,
            "CODE:details" (for instance b"NOT_FOUND:gone")
   Big      unary: answers with N bytes ("r" repeated), N = int(request)
+  Zip      unary: the request comes back, gzip-compressed on the wire
   Sleep    unary: sleeps int(request) ms, then answers b"slept"
   Meta     unary: initial metadata x-h2x-initial: hello, trailing metadata
            x-h2x-trailer: bye, and the request's x-h2x-ask metadata as
@@ -59,6 +60,11 @@ def echo(request, context):
 def fail(request, context):
     code, _, details = request.decode().partition(":")
     context.abort(getattr(grpc.StatusCode, code), details)
+
+
+def zip_echo(request, context):
+    context.set_compression(grpc.Compression.Gzip)
+    return request
 
 
 def big(request, context):
@@ -122,6 +128,7 @@ HANDLERS = {
     "Echo": grpc.unary_unary_rpc_method_handler(echo),
     "Fail": grpc.unary_unary_rpc_method_handler(fail),
     "Big": grpc.unary_unary_rpc_method_handler(big),
+    "Zip": grpc.unary_unary_rpc_method_handler(zip_echo),
     "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
     "Meta": grpc.unary_unary_rpc_method_handler(meta),
     "Count": grpc.stream_unary_rpc_method_handler(count),
