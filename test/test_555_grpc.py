@@ -116,6 +116,26 @@ def ended(events, method, tag):
                 if ln.split()[:3] == ["ended", method, tag]]
 
 
+def lock_step(ch, messages, timeout=60):
+    """Sends `messages` on one Chat call, each only after the answer to
+    the one before has arrived; returns (answers, call)."""
+    answers = []
+    cond = threading.Condition()
+
+    def requests():
+        for i, m in enumerate(messages):
+            with cond:
+                cond.wait_for(lambda: len(answers) == i, timeout=10)
+            yield m
+
+    call = ch.stream_stream("/h2x.Test/Chat")(requests(), timeout=timeout)
+    for reply in call:
+        with cond:
+            answers.append(reply)
+            cond.notify_all()
+    return answers, call
+
+
 @pytest.mark.parametrize("size", [0, 1, 5, 16379, 16384, 100_000, 4 << 20])
 def test_h2x_555_01_unary_exact(channel, size):
     """Unary calls of every size come back byte-exact (an empty message is
@@ -194,21 +214,8 @@ def test_h2x_555_07_stream_then_error(channel):
 def test_h2x_555_08_bidi_lock_step(channel):
     """50 lock-step round trips on one bidi stream: each answer comes
     before the next message is sent (nothing waits for more data)."""
-    outbox = []
-    cond = threading.Condition()
-
-    def requests():
-        for i in range(50):
-            with cond:
-                cond.wait_for(lambda: len(outbox) == i, timeout=10)
-            yield b"ping %d" % i
-
     t0 = time.monotonic()
-    call = channel.stream_stream("/h2x.Test/Chat")(requests(), timeout=60)
-    for reply in call:
-        with cond:
-            outbox.append(reply)
-            cond.notify_all()
+    outbox, call = lock_step(channel, [b"ping %d" % i for i in range(50)])
     assert outbox == [b"ping %d" % i for i in range(50)]
     assert call.code() == grpc.StatusCode.OK
     # Generous: ~0.1 s here; 50 round trips held 20 ms each took 1 s.
@@ -348,20 +355,7 @@ def test_h2x_555_16_parallel_bidi(channel):
 
     def one(k):
         try:
-            q = []
-            cond = threading.Condition()
-
-            def requests():
-                for i in range(20):
-                    with cond:
-                        cond.wait_for(lambda: len(q) == i, timeout=10)
-                    yield b"%d:%d" % (k, i)
-
-            call = channel.stream_stream("/h2x.Test/Chat")(requests(), timeout=60)
-            for reply in call:
-                with cond:
-                    q.append(reply)
-                    cond.notify_all()
+            q, _ = lock_step(channel, [b"%d:%d" % (k, i) for i in range(20)])
             if q != [b"%d:%d" % (k, i) for i in range(20)]:
                 errors.append((k, q))
         except Exception as e:  # noqa: BLE001 - reported below

@@ -14,11 +14,10 @@ import html
 import json
 import os
 import re
-import shutil
-import subprocess
 
 import pytest
 
+from h2x.clients import chromium_dump_dom
 from h2x.httpd import file_content
 
 pytestmark = pytest.mark.h2
@@ -79,9 +78,6 @@ const sha = async (buf) => hex(await crypto.subtle.digest("SHA-256", buf));
 
 
 def test_h2x_590_01_chromium_page(httpd, tmp_path):
-    chromium = shutil.which("chromium")
-    if not chromium:
-        pytest.skip("optional external tool missing: chromium (scripts/install-deps installs it)")
     files = []
     for size in SIZES:
         httpd.make_file(f"/b590/f-{size}.bin", size)
@@ -94,15 +90,10 @@ def test_h2x_590_01_chromium_page(httpd, tmp_path):
         f.write("revalidated\n")
     with open(os.path.join(httpd.docroot, "b590", "page.html"), "w") as f:
         f.write(PAGE % {"files": json.dumps(files), "texts": json.dumps(texts)})
-    proc = subprocess.run(
-        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--ignore-certificate-errors", f"--user-data-dir={tmp_path}",
-         "--virtual-time-budget=30000", "--dump-dom",
-         httpd.url("/b590/page.html", tls=True)],
-        capture_output=True, timeout=120)
-    dom = proc.stdout.decode(errors="replace")
+    dom, stderr = chromium_dump_dom(httpd.url("/b590/page.html", tls=True), str(tmp_path),
+                                    budget_ms=30000)
     m = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
-    assert m and m.group(1) != "pending", (dom[-2000:], proc.stderr[-2000:])
+    assert m and m.group(1) != "pending", (dom[-2000:], stderr[-2000:])
     out = json.loads(html.unescape(m.group(1)))
     assert "error" not in out, out
     assert len(out["files"]) == len(files)

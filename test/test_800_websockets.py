@@ -10,13 +10,13 @@ many sockets on one connection stay independent.
 """
 
 import os
-import shutil
 import struct
 import subprocess
 import time
 
 import pytest
 
+from h2x.clients import chromium_dump_dom
 from h2x.frames import ErrorCodes
 from h2x.ports import free_port
 from h2x.wsframes import BINARY, CLOSE, TEXT, ws_frame, ws_parse
@@ -332,19 +332,11 @@ def test_h2x_800_11_chromium(ws_server, tmp_path):
     opens a WebSocket from it: the socket goes over the same HTTP/2
     connection (the access log has the handshake as HTTP/2.0, not an
     HTTP/1.1 upgrade) and the message echoes."""
-    chromium = shutil.which("chromium")
-    if not chromium:
-        pytest.skip("optional external tool missing: chromium (scripts/install-deps installs it)")
     with open(os.path.join(ws_server.docroot, "wstest.html"), "w") as f:
         f.write(CHROMIUM_PAGE)
-    proc = subprocess.run(
-        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--ignore-certificate-errors", f"--user-data-dir={tmp_path}",
-         "--virtual-time-budget=15000", "--dump-dom",
-         ws_server.url("/wstest.html", tls=True)],
-        capture_output=True, timeout=90)
-    dom = proc.stdout.decode(errors="replace")
-    assert 'data-echo="hello from chromium"' in dom, (dom[-2000:], proc.stderr[-2000:])
+    dom, stderr = chromium_dump_dom(ws_server.url("/wstest.html", tls=True), str(tmp_path),
+                                    budget_ms=15000, timeout=90)
+    assert 'data-echo="hello from chromium"' in dom, (dom[-2000:], stderr[-2000:])
     lines = [ln for ln in ws_server.access_log_lines() if "/ws/echo" in ln]
     assert lines, ws_server.access_log_lines()[-5:]
     assert all("HTTP/2.0" in ln for ln in lines), lines

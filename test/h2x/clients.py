@@ -231,3 +231,23 @@ def h2load(url: str, n: int = 100, c: int = 1, m: int = 1, *args: str,
         status = dict(zip(("2xx", "3xx", "4xx", "5xx"), map(int, m_.groups())))
     return H2loadResult(proc.returncode, out, proc.stderr.decode("utf-8", errors="replace"),
                         requests, status, time.monotonic() - start)
+
+
+# -- chromium ---------------------------------------------------------------
+
+def chromium_dump_dom(url: str, user_data_dir: str, budget_ms: int = 15000,
+                      timeout: float = 120) -> Tuple[str, str]:
+    """Headless Chromium (Debian's chromium) loads `url` over h2, ignoring
+    the test certificate, lets the page run for up to `budget_ms` of virtual
+    time and prints its DOM; returns (dom, stderr). Skips the running test
+    when chromium is missing (scripts/install-deps installs it)."""
+    chromium = shutil.which("chromium")
+    if not chromium:
+        import pytest
+        pytest.skip("optional external tool missing: chromium (scripts/install-deps installs it)")
+    proc = subprocess.run(
+        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--ignore-certificate-errors", f"--user-data-dir={user_data_dir}",
+         f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
+        capture_output=True, timeout=timeout)
+    return (proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
