@@ -87,13 +87,13 @@ def doomed(doomed_port, tmp_path):
     proc.wait(timeout=10)
 
 
-def _channel(server, env, tls):
+def _channel(server, env, tls, options=OPTIONS):
     if tls:
         with open(env.cert()[0], "rb") as f:
             creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-        ch = grpc.secure_channel(f"localhost:{server.https_port}", creds, options=OPTIONS)
+        ch = grpc.secure_channel(f"localhost:{server.https_port}", creds, options=options)
     else:
-        ch = grpc.insecure_channel(f"127.0.0.1:{server.http_port}", options=OPTIONS)
+        ch = grpc.insecure_channel(f"127.0.0.1:{server.http_port}", options=options)
     grpc.channel_ready_future(ch).result(timeout=10)
     return ch
 
@@ -383,14 +383,8 @@ def test_h2x_555_17_keepalive_pings(grpc_server, grpc_conf, env, tls):
                          ("grpc.http2.max_pings_without_data", 0),
                          ("grpc.http2.min_time_between_pings_ms", 100),
                          ("grpc.http2.min_ping_interval_without_data_ms", 100)]
-    if tls:
-        with open(env.cert()[0], "rb") as f:
-            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-        ch = grpc.secure_channel(f"localhost:{grpc_server.https_port}", creds, options=options)
-    else:
-        ch = grpc.insecure_channel(f"127.0.0.1:{grpc_server.http_port}", options=options)
+    ch = _channel(grpc_server, env, tls, options)
     try:
-        grpc.channel_ready_future(ch).result(timeout=10)
         assert unary(ch, "Sleep")(b"2000", timeout=10) == b"slept"
         time.sleep(2)
         assert unary(ch, "Echo")(b"after idle pings", timeout=10) == b"after idle pings"
