@@ -46,7 +46,7 @@ import h2load                                          # noqa: E402
 import idle                                            # noqa: E402
 import report                                          # noqa: E402
 import streaming                                       # noqa: E402
-from server import (REPO, TEST_SO, BaseServer, NginxServer, Server,  # noqa: E402
+from server import (PROFILES, REPO, TEST_SO, BaseServer, NginxServer, Server,  # noqa: E402
                     ServerError, make_cert, nginx_version, pattern_bytes, snapshot_modules)
 
 RESULTS = os.path.join(REPO, "bench", "results")
@@ -266,6 +266,10 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary server roots")
     ap.add_argument("--no-nginx", action="store_true",
                     help="no nginx reference for the static workloads")
+    ap.add_argument("--profile", choices=PROFILES, default="minimal",
+                    help="httpd configuration: 'minimal' (only the modules the workloads"
+                    " need, the default) or 'debian' (Debian's stock module set and"
+                    " configuration files, access log on; see bench/README.md)")
     ap.add_argument("--out", default=RESULTS, help="results directory (bench/results)")
     opts = ap.parse_args(argv)
     reps = opts.reps or (1 if opts.quick else 3)
@@ -303,7 +307,7 @@ def main(argv=None) -> int:
                 s: BaseServer = NginxServer(workdir, content["docroot"], values, name=NGINX)
             else:
                 s = Server(name, workdir, content["docroot"], content["cgibin"], values,
-                           so_path=so_paths[name])
+                           so_path=so_paths[name], profile=opts.profile)
             servers[name] = s
             s.start()
             log(f"{name}: pid {s.pid}, h2c port {s.http_port}, h2 port {s.https_port}"
@@ -374,6 +378,7 @@ def main(argv=None) -> int:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": cmd,
         "quick": opts.quick,
+        "profile": opts.profile,
         "reps": reps,
         "machine": machine_info(),
         "idle_connections": IDLE_CONNECTIONS,

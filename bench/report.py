@@ -222,6 +222,9 @@ def markdown(summary: Dict) -> str:
         f"servers pinned to CPU 0, h2load to CPU 1: {m['taskset']}",
         f"- {m['httpd']} (apache2-bin {m['mod_http2']}, its mod_http2), {m['h2load']}, "
         f"mod_h2x at {m['commit']}",
+        f"- httpd configuration profile: {meta.get('profile', 'minimal')} "
+        + ("(Debian's stock module set and configuration files, access log on)"
+           if meta.get("profile") == "debian" else "(only the modules the workloads need)"),
         f"- server CPU from: {meta['cpu_source']} (all server processes and their children); "
         f"CPU/request = server CPU time / requests with a 2xx",
         f"- \"{summary['h1']}\" is h2load --h1 (keep-alive, no pipelining) against the "

@@ -71,6 +71,58 @@ def load_module_line(label: str, path: Optional[str] = None) -> str:
     return f'LoadModule {symbol} "{path or so}"'
 
 
+# -- configuration profiles ----------------------------------------------------
+
+PROFILES = ("minimal", "debian")
+# "minimal": only what the workloads need; the HTTP/2 module is loaded last.
+MINIMAL_MODULES = ["mpm_event", "authz_core", "mime", "dir", "alias", "cgid",
+                   "socache_shmcb", "ssl"]
+# "debian": what installing Debian's apache2 enables (mods-enabled), plus
+# cgid and ssl (with socache_shmcb, its dependency) as a2enmod enables
+# them: httpd reads mods-enabled/*.load in alphabetical order, so the
+# HTTP/2 module's h2x.load or http2.load sorts after filter.load.
+DEBIAN_MODULES = ["access_compat", "alias", "auth_basic", "authn_core", "authn_file",
+                  "authz_core", "authz_host", "authz_user", "autoindex", "cgid",
+                  "deflate", "dir", "env", "filter", None, "mime", "mpm_event",
+                  "negotiation", "reqtimeout", "setenvif", "socache_shmcb", "ssl",
+                  "status"]
+DEBIAN_ETC = "/etc/apache2"
+# The .conf files a2enmod enables with those modules (mpm_event.conf is
+# left out: the template sizes the MPM for the 1000-connection workload;
+# cgid.conf only sets ScriptSock, which the template sets) and Debian's
+# conf-enabled set, without serve-cgi-bin.conf (its ScriptAlias /cgi-bin/
+# points at /usr/lib/cgi-bin, not at the run's CGIs).
+DEBIAN_MOD_CONFS = ["alias", "autoindex", "deflate", "dir", "mime", "negotiation",
+                    "reqtimeout", "setenvif", "ssl", "status"]
+DEBIAN_CONF_CONFS = ["charset", "localized-error-pages", "other-vhosts-access-log",
+                     "security"]
+
+
+def module_lines(profile: str, h2_line: str, test_line: str = "") -> str:
+    """The LoadModule lines of `profile`, with the HTTP/2 module's line
+    `h2_line` where that profile loads it and the test module's last."""
+    names = MINIMAL_MODULES + [None] if profile == "minimal" else DEBIAN_MODULES
+    lines = [h2_line if name is None else
+             f'LoadModule {name}_module "{MODDIR}/mod_{name}.so"' for name in names]
+    return "\n".join(lines + ([test_line] if test_line else []))
+
+
+def stock_conf(profile: str, root: str) -> str:
+    """Include lines for Debian's stock configuration files (profile
+    "debian"), with the variables its files use pointing into `root`, and
+    the access log format its apache2.conf defines for
+    other-vhosts-access-log.conf: every request is logged, as on a stock
+    server."""
+    if profile == "minimal":
+        return "# (none: profile minimal)"
+    lines = [f'Define APACHE_LOG_DIR "{root}/logs"', f'Define APACHE_RUN_DIR "{root}/run"',
+             'LogFormat "%v:%p %h %l %u %t \\"%r\\" %>s %O \\"%{Referer}i\\" '
+             '\\"%{User-Agent}i\\"" vhost_combined']
+    lines += [f"Include {DEBIAN_ETC}/mods-available/{name}.conf" for name in DEBIAN_MOD_CONFS]
+    lines += [f"Include {DEBIAN_ETC}/conf-available/{name}.conf" for name in DEBIAN_CONF_CONFS]
+    return "\n".join(lines)
+
+
 # -- shared pieces -------------------------------------------------------------
 
 def free_ports(count: int) -> List[int]:
@@ -371,11 +423,15 @@ class Server(BaseServer):
 
     def __init__(self, module: str, workdir: str, docroot: str, cgibin: str,
                  values: Dict[str, str], pin_cpu: Optional[int] = 0,
-                 so_path: Optional[str] = None):
+                 so_path: Optional[str] = None, profile: str = "minimal"):
         """so_path: the module's shared object (default: the build tree's /
-        Debian's, see snapshot_modules())."""
+        Debian's, see snapshot_modules()); profile: one of PROFILES (the
+        modules and stock configuration files, see module_lines())."""
         super().__init__(module, workdir, values, pin_cpu)
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
         self.so_path = so_path
+        self.profile = profile
         self.docroot, self.cgibin = docroot, cgibin
 
     @property
@@ -384,7 +440,9 @@ class Server(BaseServer):
 
     def config_values(self) -> Dict[str, str]:
         return {"MODDIR": MODDIR, "DOCROOT": self.docroot, "CGIBIN": self.cgibin,
-                "H2_MODULE": load_module_line(self.module, self.so_path)}
+                "MODULES": module_lines(self.profile, load_module_line(self.module, self.so_path),
+                                        self.values.get("TEST_MODULE", "")),
+                "STOCK_CONF": stock_conf(self.profile, self.root)}
 
     def command(self, conf: str) -> List[str]:
         return [APACHE2, "-d", self.root, "-f", conf, "-DFOREGROUND"]
