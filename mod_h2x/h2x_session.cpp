@@ -1304,7 +1304,8 @@ void Session::maybe_destroy(Stream *s) noexcept
 
 bool Session::read_input() noexcept
 {
-    for (int round = 0; round < 16; ++round) {
+    input_pending_ = false;
+    for (int round = 0; round < READ_ROUNDS; ++round) {
         apr_brigade_cleanup(in_bb_);
         apr_status_t rv = ap_get_brigade(c1_->input_filters, in_bb_, AP_MODE_READBYTES,
                                          APR_NONBLOCK_READ, READ_MAX);
@@ -1371,6 +1372,11 @@ bool Session::read_input() noexcept
             return true;
         }
     }
+    /* Still reading at the round limit: the rest may already be off the
+     * socket, in mod_ssl's or core's input filter (mod_ssl hands out at
+     * most 8 KiB per read), where neither the MPM's poll nor c1_wait()
+     * sees it. */
+    input_pending_ = true;
     return true;
 }
 
@@ -1590,6 +1596,12 @@ RunResult Session::run_attached(bool may_suspend) noexcept
         }
         if (!nghttp2_session_want_read(ngh2_) && !nghttp2_session_want_write(ngh2_)) {
             break;
+        }
+        if (input_pending_) {
+            /* Input left in c1's filters: read on now, neither yield (the
+             * MPM polls the socket only) nor wait (the same). Uploads over
+             * TLS stalled a second here, test_593_08. */
+            continue;
         }
         if (open_streams_ == 0 && mplx_->c1_running() == 0) {
             if (goaway_sent_) {

@@ -56,6 +56,7 @@ class Session {
      * a small response: no malloc per request), frees a larger one. */
     static constexpr std::size_t OUT_KEEP_IDLE = 4096;
     static constexpr apr_off_t READ_MAX = 64 * 1024;    /* input taken per read */
+    static constexpr int READ_ROUNDS = 16;   /* reads per read_input() call */
 
     /* nghttp2 callbacks (trampolines in h2x_session.cpp) */
     int on_begin_headers(const nghttp2_frame *frame) noexcept;
@@ -169,6 +170,9 @@ class Session {
     static constexpr int32_t IN_WINDOW_MAX = 1 << 20;
     static constexpr apr_interval_time_t WAIT_RECHECK = 50 * 1000; /* 50 ms */
     int streams_opened_ = 0;        /* streams the client opened */
+    /* read_input() stopped at its round limit: more input may wait in c1's
+     * filters (see run_attached()). */
+    bool input_pending_ = false;
     bool summary_logged_ = false;
     bool handshake_done_ = false;   /* the client's first SETTINGS arrived */
     /* The last streams we reset or refused while the client was still
