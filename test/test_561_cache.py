@@ -403,6 +403,28 @@ def test_h2x_561_04_ranges_cached(server, frame_client, tls, store):
 
 # -- 4. a counted CGI behind the cache ---------------------------------------
 
+def _called_once(httpd, c, path, key, size):
+    """PARALLEL sequential, then PARALLEL concurrent GETs of the counted
+    CGI's cacheable answer on connection `c`: the first a miss (a CGI's
+    pipe: DATA(0)[ES] allowed), all others hits ending on their last DATA
+    frame, every body exact, the CGI called once. The last stream."""
+    for i in range(PARALLEL):
+        s = _get(c, path)
+        assert s.status == 200 and s.body == file_content(size), (i, s)
+        _assert_ends_well(s, True, streamed=i == 0)
+        assert _xcache(s).startswith("MISS" if i == 0 else "HIT"), (i, _fields(s))
+    assert _count(httpd, key) == 1
+    sids = [c.request("GET", path) for _ in range(PARALLEL)]
+    assert c.wait_all_ended(timeout=20), [r.frames_str() for r in c.unended()]
+    for sid in sids:
+        s = c.stream(sid)
+        assert s.status == 200 and s.body == file_content(size), s
+        assert _xcache(s).startswith("HIT"), _fields(s)
+        _assert_ends_well(s, True)
+    assert _count(httpd, key) == 1
+    return c.stream(sids[-1])
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 def test_h2x_561_05_cgi_called_once(server, frame_client, tls):
     """20 sequential and then 20 concurrent requests on one connection for
@@ -411,23 +433,10 @@ def test_h2x_561_05_cgi_called_once(server, frame_client, tls):
     size = 40000
     path = f"/c561/cgi/obj.py/k={key}/n={size}"
     c = frame_client(tls=tls)
-    for i in range(PARALLEL):
-        s = _get(c, path)
-        assert s.status == 200 and s.body == file_content(size), (i, s)
-        _assert_ends_well(s, True, streamed=i == 0)
-        assert _xcache(s).startswith("MISS" if i == 0 else "HIT"), (i, _fields(s))
-    assert _count(server, key) == 1
-    sids = [c.request("GET", path) for _ in range(PARALLEL)]
-    assert c.wait_all_ended(timeout=20), [r.frames_str() for r in c.unended()]
-    for sid in sids:
-        s = c.stream(sid)
-        assert s.status == 200 and s.body == file_content(size), s
-        assert _xcache(s).startswith("HIT"), _fields(s)
-        _assert_ends_well(s, True)
-    assert _count(server, key) == 1
+    last = _called_once(server, c, path, key, size)
     h1 = _h1(server, path, tls)
     assert h1.body == file_content(size)
-    _compare_h1(_fields(c.stream(sids[-1])), h1.headers, f"GET {path}")
+    _compare_h1(_fields(last), h1.headers, f"GET {path}")
     assert _count(server, key) == 1
     assert not c.goaways and not c.closed
 
@@ -659,16 +668,4 @@ def test_h2x_561_13_noquick_cgi(noquick, frame_client, tls):
     size = 20000
     path = f"/c561/cgi/obj.py/k={key}/n={size}"
     c = frame_client(tls=tls, server=noquick)
-    for i in range(PARALLEL):
-        s = _get(c, path)
-        assert s.status == 200 and s.body == file_content(size), (i, s)
-        _assert_ends_well(s, True, streamed=i == 0)
-        assert _xcache(s).startswith("MISS" if i == 0 else "HIT"), (i, _fields(s))
-    sids = [c.request("GET", path) for _ in range(PARALLEL)]
-    assert c.wait_all_ended(timeout=20), [r.frames_str() for r in c.unended()]
-    for sid in sids:
-        s = c.stream(sid)
-        assert s.status == 200 and s.body == file_content(size), s
-        assert _xcache(s).startswith("HIT"), _fields(s)
-        _assert_ends_well(s, True)
-    assert _count(noquick, key) == 1
+    _called_once(noquick, c, path, key, size)
