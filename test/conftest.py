@@ -73,6 +73,13 @@ def _session_env(config) -> Env:
     return _ENV
 
 
+def pytest_unconfigure(config):
+    """The session directory goes also when no test ran (--collect-only):
+    the report header made it, and the env fixture never did its cleanup."""
+    if _ENV is not None:
+        _ENV.cleanup()
+
+
 def pytest_report_header(config):
     env = _session_env(config)
     return [f"h2x: module={env.module} ({env.module_so()}), "
