@@ -21,14 +21,16 @@ BackendWatch::~BackendWatch()
     clear();
 }
 
-void BackendWatch::add(int fd) noexcept
+void BackendWatch::add(int fd, conn_rec *c2) noexcept
 {
     int dup_fd = ::dup(fd);
     if (dup_fd < 0) {
         return;
     }
     std::lock_guard<std::mutex> lock(lock_);
+    c2_ = c2;
     if (interrupted_) {
+        c2->keepalives = 0;
         ::shutdown(dup_fd, SHUT_RDWR);
     }
     fds_.push_back(dup_fd);
@@ -41,6 +43,7 @@ void BackendWatch::clear() noexcept
         ::close(fd);
     }
     fds_.clear();
+    c2_ = nullptr;
 }
 
 void BackendWatch::interrupt() noexcept
@@ -50,6 +53,11 @@ void BackendWatch::interrupt() noexcept
         return;
     }
     interrupted_ = true;
+    if (c2_ && !fds_.empty()) {
+        /* Written before the shutdown that ends the worker's read, which
+         * is when mod_proxy_http looks at it (see the header). */
+        c2_->keepalives = 0;
+    }
     for (int fd : fds_) {
         ::shutdown(fd, SHUT_RDWR);
     }
@@ -79,7 +87,7 @@ int note_backend(request_rec *r, request_rec *pr) noexcept
         return OK;
     }
     BackendWatch *watch = &ctx->task->backends;
-    watch->add(fd);
+    watch->add(fd, c);
     /* The task outlives its request's pool. */
     apr_pool_cleanup_kill(r->pool, watch, clear_watch);
     apr_pool_cleanup_register(r->pool, watch, clear_watch, apr_pool_cleanup_null);

@@ -12,6 +12,13 @@
  * the proxy's read returns at once, the proxy gives up the request and
  * closes that backend connection (a socket that was shut down is never
  * reused: mod_proxy checks a pooled connection before it reuses it).
+ * Before the shutdown c2's keepalives count drops to 0: mod_proxy_http
+ * takes a failed read of the status line on a fresh backend connection of
+ * a client connection with keep-alive requests for a broken backend
+ * (HTTP_INTERNAL_SERVER_ERROR, and mod_proxy_balancer puts the member in
+ * error for `retry` seconds); with 0 it answers 502, which a stream nobody
+ * reads any more never sends, and the member stays in service, as when an
+ * HTTP/1.1 client goes away (test_563_06b).
  *
  * The descriptors are our own dup()s, so a shutdown never hits a
  * descriptor number the proxy closed and something else reopened; they
@@ -28,6 +35,8 @@
 #include <mutex>
 #include <vector>
 
+#include <httpd.h>
+
 namespace h2x {
 
 class BackendWatch {
@@ -37,9 +46,10 @@ class BackendWatch {
     BackendWatch(const BackendWatch &) = delete;
     BackendWatch &operator=(const BackendWatch &) = delete;
 
-    /* Worker: watch the socket behind descriptor `fd` (duplicated here).
-     * After interrupt() it is shut down at once. */
-    void add(int fd) noexcept;
+    /* Worker: watch the socket behind descriptor `fd` (duplicated here),
+     * which `c2`'s request reads its answer from. After interrupt() it is
+     * shut down at once. */
+    void add(int fd, conn_rec *c2) noexcept;
     /* Worker: the request is over; forget (and close) every duplicate. */
     void clear() noexcept;
     /* c1: the stream ended early; shut every watched socket down. */
@@ -48,6 +58,7 @@ class BackendWatch {
   private:
     std::mutex lock_;
     std::vector<int> fds_;    /* under lock_: our duplicates */
+    conn_rec *c2_ = nullptr;  /* under lock_: the stream's connection */
     bool interrupted_ = false; /* under lock_ */
 };
 
