@@ -222,6 +222,16 @@ def _push_body(c, sid, body: bytes, budget: float = 8.0) -> str:
             return "complete"
 
 
+def _post_pushed(c, body: bytes, cl: bool):
+    """POST `body` to the echo handler (with a content-length if `cl`),
+    pushed as the windows allow: (stream id, what _push_body() saw)."""
+    headers = [("content-type", "application/octet-stream")]
+    if cl:
+        headers.append(("content-length", str(len(body))))
+    sid = c.request("POST", ECHO, headers=headers, end_stream=False)
+    return sid, _push_body(c, sid, body)
+
+
 def _check_connection_usable(c, tag: str):
     """A GET and a 100 KiB POST on the same connection both work."""
     body = _body(100 * KIB, tag)
@@ -374,11 +384,7 @@ def test_h2x_559_05_marker_first_frame_client_keeps_sending(server, frame_client
     unsendable rest; the connection goes on."""
     body = DENY_MARK + _body(3 * MIB // 2, "first")
     c = frame_client(tls=tls, timeout=20)
-    headers = [("content-type", "application/octet-stream")]
-    if cl:
-        headers.append(("content-length", str(len(body))))
-    sid = c.request("POST", ECHO, headers=headers, end_stream=False)
-    how = _push_body(c, sid, body)
+    sid, how = _post_pushed(c, body, cl)
     assert how in ("complete", "reset"), (how, c.stream(sid).frames_str())
     assert c.wait_stream_end(sid, timeout=15), c.stream(sid).frames_str()
     s = c.stream(sid)
@@ -399,11 +405,7 @@ def test_h2x_559_06_body_over_limit(server, frame_client, tls, cl):
     connection work."""
     body = _body(3 * MIB, "limit")
     c = frame_client(tls=tls, timeout=20)
-    headers = [("content-type", "application/octet-stream")]
-    if cl:
-        headers.append(("content-length", str(len(body))))
-    sid = c.request("POST", ECHO, headers=headers, end_stream=False)
-    how = _push_body(c, sid, body)
+    sid, how = _post_pushed(c, body, cl)
     assert c.wait_stream_end(sid, timeout=15), c.stream(sid).frames_str()
     s = c.stream(sid)
     assert s.status == 413 and s.ended_by == "END_STREAM", (how, s.frames_str())
