@@ -1061,19 +1061,26 @@ int Session::on_send_data(nghttp2_frame *frame, const uint8_t *framehd, size_t l
 
 /* RFC 9113 §8.1: a complete response may end a request whose body is
  * still coming with RST_STREAM(NO_ERROR), so the client stops sending it.
- * Only once the handler is done (it may still be reading), and only when
- * the client goes on sending (its next DATA frame) or has not ended the
- * request within STOP_BODY_GRACE: a client about to end the request
- * anyway - mod_proxy_http2 sends a body-less request's END_STREAM as an
- * empty DATA frame right after the HEADERS - gets a clean close, and one
- * that takes a reset together with the response does not lose the
- * response body (mod_proxy_http2 drops it). */
+ * Only once the handler is done (it may still be reading). A client that
+ * has sent body bytes is in the middle of its body and is reset at once.
+ * One that has sent none yet may be about to end the request anyway -
+ * mod_proxy_http2 sends a body-less request's END_STREAM as an empty DATA
+ * frame right after the HEADERS, and drops the response body when a reset
+ * arrives with the response - so it is reset only when it goes on sending
+ * (its next DATA frame) or has not ended the request within
+ * STOP_BODY_GRACE. */
 constexpr apr_interval_time_t STOP_BODY_GRACE = APR_USEC_PER_SEC;
 
 void Session::stop_unread_body(Stream *s) noexcept
 {
     if (s->end == StreamEnd::END_STREAM_SENT && s->state == StreamState::HALF_CLOSED_LOCAL
         && (!s->scheduled || s->c2_done || s->ws_out_shut) && !s->stop_body_at) {
+        if (s->in_received > 0 && !s->rst_submitted) {
+            /* The client is in the middle of a body: it is not about to
+             * end the request with an empty frame, so no grace. */
+            reset(s, NGHTTP2_NO_ERROR);
+            return;
+        }
         s->stop_body_at = apr_time_now();
     }
 }
