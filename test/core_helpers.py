@@ -195,3 +195,28 @@ def rss_kb(pids: Iterable[int]) -> int:
 
 def httpd_pids(httpd) -> List[int]:
     return httpd._our_processes()
+
+
+def assert_flushed_end(s):
+    """A stream whose handler flushed its body as it went (mod_wsgi after
+    every block, mod_proxy_fcgi after every record, PHP's flush()) ended
+    with END_STREAM on its last frame: on the last DATA frame, or - the end
+    (EOS) came a moment after the last flushed data had left - on a
+    zero-length DATA frame right after it (DESIGN.md invariant 4); no
+    other zero-length DATA frame."""
+    assert s.ended_by == "END_STREAM", s
+    kinds = [f for f in s.frames if f.type in ("HEADERS", "DATA")]
+    assert kinds and kinds[-1].end_stream, s.frames_str()
+    empty = [i for i, f in enumerate(kinds) if f.type == "DATA" and f.length == 0]
+    assert empty in ([], [len(kinds) - 1]), s.frames_str()
+    if empty:
+        assert kinds[-2].type == "DATA" and kinds[-2].length > 0, s.frames_str()
+
+
+def assert_headers_only(s, status: int):
+    """A response without a body: END_STREAM on its HEADERS, nothing else."""
+    assert s.status == status, s
+    assert s.ended_by == "END_STREAM", s
+    kinds = [f for f in s.frames if f.type in ("HEADERS", "DATA", "RST_STREAM")]
+    assert len(kinds) == 1 and kinds[0].type == "HEADERS" and kinds[0].end_stream, \
+        s.frames_str()

@@ -33,6 +33,8 @@ import time
 
 import pytest
 
+from core_helpers import assert_flushed_end, assert_headers_only
+
 pytestmark = pytest.mark.h2
 
 WSGI_SO = "/usr/lib/apache2/modules/mod_wsgi.so"
@@ -94,30 +96,6 @@ def _get(c, path, method="GET", headers=(), timeout=20):
     return c.stream(sid)
 
 
-def _assert_clean_end(s):
-    """END_STREAM on the last frame. A body's last DATA frame carries it,
-    or - mod_wsgi flushes each block the application yields, and the end
-    of the request (EOS) follows the flush a moment later - a zero-length
-    DATA frame right after the last data that left (DESIGN.md invariant 4);
-    no other zero-length DATA frame."""
-    assert s.ended_by == "END_STREAM", s
-    kinds = [f for f in s.frames if f.type in ("HEADERS", "DATA")]
-    assert kinds and kinds[-1].end_stream, s.frames_str()
-    empty = [i for i, f in enumerate(kinds) if f.type == "DATA" and f.length == 0]
-    assert empty in ([], [len(kinds) - 1]), s.frames_str()
-    if empty:
-        assert kinds[-2].type == "DATA" and kinds[-2].length > 0, s.frames_str()
-
-
-def _assert_headers_only(s, status):
-    """A response without a body: END_STREAM on its HEADERS, nothing else."""
-    assert s.status == status, s
-    assert s.ended_by == "END_STREAM", s
-    kinds = [f for f in s.frames if f.type in ("HEADERS", "DATA", "RST_STREAM")]
-    assert len(kinds) == 1 and kinds[0].type == "HEADERS" and kinds[0].end_stream, \
-        s.frames_str()
-
-
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 @pytest.mark.parametrize("mode", MODES)
 def test_h2x_564_01_environ(server, frame_client, mode, tls):
@@ -126,7 +104,7 @@ def test_h2x_564_01_environ(server, frame_client, mode, tls):
     c = frame_client(tls=tls)
     s = _get(c, f"{PREFIX[mode]}/env")
     assert s.status == 200, s
-    _assert_clean_end(s)
+    assert_flushed_end(s)
     env = json.loads(s.body)
     assert env["SERVER_PROTOCOL"] == "HTTP/2.0", env
     assert env["HTTP2"] == "on", env
@@ -151,7 +129,7 @@ def test_h2x_564_02_upload_exact(server, frame_client, mode, size, cl):
     assert c.wait_stream_end(sid, timeout=30), c.stream(sid).frames_str()
     s = c.stream(sid)
     assert s.status == 200, s
-    _assert_clean_end(s)
+    assert_flushed_end(s)
     assert s.body == f"{hashlib.md5(body).hexdigest()} {size}\n".encode()
 
 
@@ -173,7 +151,7 @@ def test_h2x_564_03_download_exact(server, frame_client, mode, how):
                      timeout=30)
             want = _pattern(size, size)
         assert s.status == 200, s
-        _assert_clean_end(s)
+        assert_flushed_end(s)
         assert len(s.body) == len(want) and s.body == want, (tls, len(s.body))
 
 
@@ -188,7 +166,7 @@ def test_h2x_564_04_no_body(server, frame_client, mode, case, status):
     for tls in (False, True):
         c = frame_client(tls=tls)
         s = _get(c, f"{PREFIX[mode]}/empty?{case}")
-        _assert_headers_only(s, status)
+        assert_headers_only(s, status)
 
 
 @pytest.mark.parametrize("path", ["/env", "/big?size=100000&cl=1", "/big?size=100000",
@@ -200,7 +178,7 @@ def test_h2x_564_05_head(server, frame_client, mode, path):
     the answer ends on its HEADERS frame, no body byte is sent."""
     c = frame_client(tls=True)
     s = _get(c, f"{PREFIX[mode]}{path}", method="HEAD")
-    _assert_headers_only(s, 200)
+    assert_headers_only(s, 200)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -214,7 +192,7 @@ def test_h2x_564_06_streamed_lines(server, frame_client, mode):
         assert c.wait_stream_end(sid, timeout=15), c.stream(sid).frames_str()
         s = c.stream(sid)
         assert s.status == 200, s
-        _assert_clean_end(s)
+        assert_flushed_end(s)
         lines = s.body.decode().splitlines()
         assert [ln.split()[1] for ln in lines] == [str(i) for i in range(4)], lines
         data = [f for f in s.frames if f.type == "DATA" and f.length]
@@ -258,10 +236,10 @@ def test_h2x_564_07_parallel_streams(server, frame_client, mode):
     for sid, (kind, w) in want.items():
         s = c.stream(sid)
         if kind == "none":
-            _assert_headers_only(s, w)
+            assert_headers_only(s, w)
             continue
         assert s.status == 200, s
-        _assert_clean_end(s)
+        assert_flushed_end(s)
         if kind == "body":
             assert s.body == w, (sid, len(s.body))
         else:
@@ -293,11 +271,11 @@ def test_h2x_564_08_daemon_stall_ends(server, frame_client, cl):
     if cl:
         assert s.ended_by == "RST_STREAM" and s.rst_name == "INTERNAL_ERROR", s
     else:
-        _assert_clean_end(s)
+        assert_flushed_end(s)
     assert DAEMON_SOCKET_TIMEOUT - 0.5 < took < DAEMON_SOCKET_TIMEOUT + 8, took
     after = _get(c, "/wsgi-d/env")
     assert after.status == 200
-    _assert_clean_end(after)
+    assert_flushed_end(after)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -1,0 +1,362 @@
+"""565: PHP on PHP-FPM behind mod_proxy_fcgi, the hosting set-up.
+
+Debian's php8.2-fpm with httpd the way its php8.2-fpm.conf sets it up:
+`SetHandler "proxy:unix:<socket>|fcgi://localhost"` for *.php, so every
+PHP request is a mod_proxy_fcgi request to a PHP-FPM pool. test_556 does
+the same with a FastCGI responder of our own; this is the real one, with
+PHP's own body parsing ($_FILES, php://input), output buffering and
+flush(), and fastcgi_finish_request().
+
+The test starts its own PHP-FPM master (in the foreground, as a child of
+the test, pool user www-data, a Unix socket in the server root) and
+stops it by pid; the machine's php8.2-fpm service is never used.
+
+Checked with the raw-frame client over h2c and h2: what PHP sees
+(SERVER_PROTOCOL, HTTP2, HTTPS), raw and multipart uploads byte-exact
+(with and without content-length), downloads by echo and readfile(),
+bodiless 200/204/304 and HEAD ending on HEADERS, lines flushed 300 ms
+apart arriving as flushed, fastcgi_finish_request() ending the stream
+while the script runs on, 20 parallel streams, a script stalled
+mid-body cut by ProxyTimeout (reset when short of its Content-Length),
+and a client reset of a sleeping script.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from core_helpers import assert_flushed_end, assert_headers_only
+
+pytestmark = pytest.mark.h2
+
+PHP_FPM = "/usr/sbin/php-fpm8.2"
+PHP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "php")
+KIB = 1024
+MIB = 1024 * KIB
+PROXY_TIMEOUT = 2
+P = "/p565"
+
+
+def _pattern(size: int) -> bytes:
+    """What big.php sends."""
+    block = hashlib.sha256(b"h2x-565-%d" % size).digest() * 2048
+    return (block * (size // len(block) + 1))[:size]
+
+
+def _body(size: int, tag: str) -> bytes:
+    return hashlib.shake_256(b"h2x-565-%d-%s" % (size, tag.encode())).digest(size) \
+        if size else b""
+
+
+def _md5_line(data: bytes) -> bytes:
+    return f"{hashlib.md5(data).hexdigest()} {len(data)}\n".encode()
+
+
+def _fpm_conf(root: str, sock: str) -> str:
+    return f"""[global]
+pid = {root}/run/php-fpm.pid
+error_log = {root}/logs/php-fpm.log
+daemonize = no
+
+[h2x565]
+user = www-data
+group = www-data
+listen = {sock}
+listen.owner = www-data
+listen.group = www-data
+listen.mode = 0660
+pm = static
+pm.max_children = 12
+catch_workers_output = yes
+php_admin_value[output_buffering] = 4096
+php_admin_value[post_max_size] = 16M
+php_admin_value[upload_max_filesize] = 16M
+php_admin_value[max_input_time] = 60
+php_admin_value[upload_tmp_dir] = {root}/php-tmp
+"""
+
+
+@pytest.fixture(scope="module")
+def server(httpd, env):
+    if not os.path.exists(PHP_FPM):
+        pytest.skip(f"{PHP_FPM} is missing (Debian package php8.2-fpm)")
+    proxy_fcgi = env.apache_module("proxy_fcgi")
+    assert proxy_fcgi, "Debian's mod_proxy_fcgi.so is part of apache2"
+    root = httpd.root
+    sock = os.path.join(root, "run", "php-fpm.sock")
+    tmp = os.path.join(root, "php-tmp")
+    os.makedirs(tmp, exist_ok=True)
+    shutil.chown(tmp, "www-data", "www-data")
+    docdir = os.path.join(httpd.docroot, P.strip("/"))
+    os.makedirs(docdir, exist_ok=True)
+    for name in os.listdir(PHP_DIR):
+        shutil.copy(os.path.join(PHP_DIR, name), os.path.join(docdir, name))
+        os.chmod(os.path.join(docdir, name), 0o644)
+    httpd.make_file(f"{P}/f565.bin", 3 * MIB + 5)
+    conf = os.path.join(root, "conf", "php-fpm.conf")
+    with open(conf, "w") as f:
+        f.write(_fpm_conf(root, sock))
+    fpm = subprocess.Popen([PHP_FPM, "--nodaemonize", "--fpm-config", conf],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(sock) and fpm.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(sock), f"PHP-FPM did not start: {_fpm_log(root)}"
+    try:
+        httpd.reconfigure(extra_global=f"""
+LoadModule proxy_fcgi_module {proxy_fcgi}
+ProxyTimeout {PROXY_TIMEOUT}
+<Directory "{docdir}">
+    <FilesMatch "\\.php$">
+        SetHandler "proxy:unix:{sock}|fcgi://localhost"
+    </FilesMatch>
+</Directory>
+""")
+        yield httpd
+    finally:
+        fpm.send_signal(signal.SIGQUIT)       # graceful: workers finish
+        try:
+            fpm.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            fpm.kill()
+            fpm.wait()
+        httpd.reconfigure()
+
+
+def _fpm_log(root: str) -> str:
+    try:
+        with open(os.path.join(root, "logs", "php-fpm.log")) as f:
+            return f.read()[-2000:]
+    except OSError as e:
+        return str(e)
+
+
+def _get(c, path, method="GET", headers=(), timeout=20):
+    sid = c.request(method, path, headers=list(headers))
+    assert c.wait_stream_end(sid, timeout=timeout), c.stream(sid).frames_str()
+    return c.stream(sid)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_565_01_server_vars(server, frame_client, tls):
+    """PHP sees an HTTP/2 request over its transport."""
+    c = frame_client(tls=tls)
+    s = _get(c, f"{P}/env.php")
+    assert s.status == 200, s
+    assert_flushed_end(s)
+    env = json.loads(s.body)
+    assert env["SERVER_PROTOCOL"] == "HTTP/2.0", env
+    assert env["HTTP2"] == "on", env
+    assert env["H2_STREAM_ID"] == str(s.sid), env
+    assert env["REQUEST_SCHEME"] == ("https" if tls else "http"), env
+    assert env["HTTPS"] == ("on" if tls else None), env
+
+
+@pytest.mark.parametrize("cl", [True, False], ids=["length", "no-length"])
+@pytest.mark.parametrize("size", [0, 1, 16384, 65535, 65537, 3 * MIB + 3])
+def test_h2x_565_02_raw_upload_exact(server, frame_client, size, cl):
+    """php://input holds the request body byte-exact when it has a
+    content-length. Without one PHP gets either the whole body or none,
+    as from an HTTP/1.1 client that sends it chunked: mod_proxy_fcgi
+    passes a CONTENT_LENGTH only for a body it has read ahead whole (a
+    small one that has arrived), and PHP-FPM reads no body without one."""
+    body = _body(size, str(cl))
+    c = frame_client(tls=size % 2 == 1, timeout=30)
+    headers = [("content-type", "application/octet-stream")]
+    if cl:
+        headers.append(("content-length", str(size)))
+    sid = c.request("POST", f"{P}/echo.php", headers=headers, body=body if body else None)
+    assert c.wait_stream_end(sid, timeout=30), c.stream(sid).frames_str()
+    s = c.stream(sid)
+    assert s.status == 200, s
+    assert_flushed_end(s)
+    if cl:
+        assert s.body == _md5_line(body)
+    else:
+        assert s.body in (_md5_line(body), _md5_line(b"")), s.body
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_565_03_multipart_upload(server, frame_client, tls):
+    """A multipart form with two files (one of 2 MiB) and a field, sent
+    in odd-sized DATA frames: PHP's parser gets every file byte-exact."""
+    files = {"a": ("one.bin", _body(2 * MIB + 1, "a")), "b": ("two.txt", b"hello\r\n--x\r\n")}
+    field = _body(5000, "field").hex()
+    boundary = "h2x565boundaryZ"
+    parts = []
+    for name, (fname, data) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{fname}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                     .encode() + data + b"\r\n")
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+                 f'{field}\r\n--{boundary}--\r\n'.encode())
+    body = b"".join(parts)
+    c = frame_client(tls=tls, timeout=30)
+    sid = c.request("POST", f"{P}/upload.php", end_stream=False,
+                    headers=[("content-type", f"multipart/form-data; boundary={boundary}"),
+                             ("content-length", str(len(body)))])
+    pos = 0
+    while pos < len(body):
+        n = 7777 if pos % 2 else 12345
+        assert c.send_data(sid, body[pos:pos + n], end_stream=pos + n >= len(body), timeout=20)
+        pos += n
+    assert c.wait_stream_end(sid, timeout=30), c.stream(sid).frames_str()
+    s = c.stream(sid)
+    assert s.status == 200, s
+    assert_flushed_end(s)
+    want = "".join(f"{k} {fn} 0 {len(d)} {hashlib.md5(d).hexdigest()}\n"
+                   for k, (fn, d) in sorted(files.items()))
+    want += f"field note {hashlib.md5(field.encode()).hexdigest()}\n"
+    assert s.body.decode() == want
+
+
+@pytest.mark.parametrize("how", ["echo-length", "echo-no-length", "readfile"])
+def test_h2x_565_04_download_exact(server, frame_client, how):
+    """3 MiB from PHP (echoed in 64 KiB pieces, with and without a
+    Content-Length, and by readfile()) arrive byte-exact over h2c and h2."""
+    size = 3 * MIB + 5
+    for tls in (False, True):
+        c = frame_client(tls=tls, timeout=30)
+        if how == "readfile":
+            s = _get(c, f"{P}/readfile.php?name=f565.bin", timeout=30)
+            with open(os.path.join(server.docroot, P.strip("/"), "f565.bin"), "rb") as f:
+                want = f.read()
+        else:
+            s = _get(c, f"{P}/big.php?size={size}&cl={int(how == 'echo-length')}", timeout=30)
+            want = _pattern(size)
+        assert s.status == 200, s
+        assert_flushed_end(s)
+        assert len(s.body) == len(want) and s.body == want, (tls, len(s.body))
+
+
+@pytest.mark.parametrize("status", [200, 204, 304])
+def test_h2x_565_05_no_body(server, frame_client, status):
+    """A script that answers without a body (a 200 with Content-Length 0,
+    a 204, a 304) ends its stream on the HEADERS frame, over h2c and h2."""
+    for tls in (False, True):
+        c = frame_client(tls=tls)
+        assert_headers_only(_get(c, f"{P}/empty.php?s={status}"), status)
+
+
+@pytest.mark.parametrize("path", ["env.php", "big.php?size=100000&cl=1", "big.php?size=100000",
+                                  "readfile.php?name=f565.bin"],
+                         ids=["env", "big-length", "big-no-length", "readfile"])
+def test_h2x_565_06_head(server, frame_client, path):
+    """HEAD runs the script as GET does; the answer ends on its HEADERS."""
+    c = frame_client(tls=True)
+    assert_headers_only(_get(c, f"{P}/{path}", method="HEAD"), 200)
+
+
+def test_h2x_565_07_flushed_lines(server, frame_client):
+    """Lines a script flush()es 300 ms apart arrive as they are flushed
+    (mod_proxy_fcgi passes each record on): each less than 250 ms after
+    its own time stamp, the first long before the last."""
+    for tls in (False, True):
+        c = frame_client(tls=tls)
+        s = _get(c, f"{P}/lines.php?n=4&ms=300", timeout=15)
+        assert s.status == 200, s
+        assert_flushed_end(s)
+        lines = s.body.decode().splitlines()
+        assert [ln.split()[1] for ln in lines] == ["0", "1", "2", "3"], lines
+        data = [f for f in s.frames if f.type == "DATA" and f.length]
+        wall_minus_mono = time.time() - time.monotonic()
+        offsets = [f.t + wall_minus_mono - float(ln.split()[2])
+                   for f in data for ln in f.data.decode().splitlines()]
+        assert len(offsets) == 4 and max(offsets) < 0.25, offsets
+        assert data[-1].t - data[0].t > 0.6, [f.t for f in data]
+
+
+def test_h2x_565_08_fastcgi_finish_request(server, frame_client):
+    """fastcgi_finish_request() completes the answer while the script
+    sleeps on for 2 s: the stream ends with END_STREAM long before that,
+    and the connection serves the next request meanwhile."""
+    c = frame_client(tls=True)
+    t0 = time.monotonic()
+    s = _get(c, f"{P}/finish.php?s=2", timeout=10)
+    took = time.monotonic() - t0
+    assert s.status == 200 and s.body == b"finished\n", s
+    assert_flushed_end(s)
+    assert took < 1.5, took
+    assert _get(c, f"{P}/env.php").status == 200
+
+
+def test_h2x_565_09_parallel_streams(server, frame_client):
+    """20 streams at once on one connection (downloads, uploads, flushed
+    lines, 204s), each whole and ended cleanly."""
+    c = frame_client(tls=True, timeout=30)
+    want = {}
+    for i in range(20):
+        kind = i % 4
+        if kind == 0:
+            size = 200_000 + i
+            sid = c.request("GET", f"{P}/big.php?size={size}&cl={i % 2}")
+            want[sid] = ("body", _pattern(size))
+        elif kind == 1:
+            body = _body(150_000 + i, "par")
+            sid = c.request("POST", f"{P}/echo.php",
+                            headers=[("content-length", str(len(body)))], body=body)
+            want[sid] = ("body", _md5_line(body))
+        elif kind == 2:
+            sid = c.request("GET", f"{P}/lines.php?n=3&ms=50")
+            want[sid] = ("lines", 3)
+        else:
+            sid = c.request("GET", f"{P}/empty.php?s=204")
+            want[sid] = ("none", 204)
+    assert c.run(until=lambda cl: all(cl.stream(s).ended for s in want), timeout=30), \
+        [c.stream(s) for s in want if not c.stream(s).ended]
+    for sid, (kind, w) in want.items():
+        s = c.stream(sid)
+        if kind == "none":
+            assert_headers_only(s, w)
+            continue
+        assert s.status == 200, s
+        assert_flushed_end(s)
+        if kind == "body":
+            assert s.body == w, (sid, len(s.body))
+        else:
+            assert len(s.body.decode().splitlines()) == w, s.body
+
+
+@pytest.mark.expect_log(r"AH01075|AH01110|AH01102|AH00898")
+@pytest.mark.parametrize("cl", [False, True], ids=["no-length", "length"])
+def test_h2x_565_10_stalled_script(server, frame_client, cl):
+    """A script that stalls mid-body after 1000 flushed bytes: ProxyTimeout
+    (2 s) cuts mod_proxy_fcgi's wait, and the stream is reset - the body
+    is incomplete - never ended with END_STREAM; the connection's other
+    streams carry on meanwhile and after."""
+    c = frame_client(tls=True, timeout=30)
+    t0 = time.monotonic()
+    sid = c.request("GET", f"{P}/stall.php?s=20&cl={int(cl)}")
+    other = _get(c, f"{P}/env.php", timeout=5)
+    assert other.status == 200
+    assert c.wait_stream_end(sid, timeout=PROXY_TIMEOUT + 10), c.stream(sid).frames_str()
+    took = time.monotonic() - t0
+    s = c.stream(sid)
+    assert s.status == 200 and len(s.body) == 1000, s
+    assert s.ended_by == "RST_STREAM", s
+    assert PROXY_TIMEOUT - 0.5 < took < PROXY_TIMEOUT + 8, took
+    assert _get(c, f"{P}/env.php").status == 200
+
+
+def test_h2x_565_11_client_reset_sleeping_script(server, frame_client):
+    """The client resets a request whose script sleeps: the connection
+    serves the next request at once, and nothing more is sent on the
+    reset stream."""
+    c = frame_client(tls=True)
+    sid = c.request("GET", f"{P}/sleep.php?s=1.5")
+    c.run(timeout=0.2)
+    c.reset(sid)
+    t0 = time.monotonic()
+    nxt = _get(c, f"{P}/env.php", timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    assert nxt.status == 200
+    c.run(timeout=1.5)
+    assert not [f for f in c.stream(sid).frames if f.type in ("HEADERS", "DATA")], \
+        c.stream(sid).frames_str()
+    assert _get(c, f"{P}/env.php").status == 200 and not c.goaways
