@@ -264,7 +264,8 @@ def expect_stream_error(c: FrameClient, sid: int, codes: Sequence[int], frame_cl
         c.expect_open()
         server_up(frame_client, tls)
         how = "connection"
-    print(f"[280] {what or sid}: {how} error {c.goaway.error_name if how == 'connection' else rst[0].error_name}")
+    code = c.goaway.error_name if how == "connection" else rst[0].error_name
+    print(f"[280] {what or sid}: {how} error {code}")
     return how
 
 
@@ -293,6 +294,65 @@ def expect_accepted(c: FrameClient):
     rst = [f for f in c.frames if f.type == "RST_STREAM"]
     assert not rst, f"unexpected RST_STREAM: {seen(c)}"
     carries_on(c)
+
+
+# == the connection preface (§3.4) =====================================================
+
+PREFACE_CASES = ["server-preface-and-ack", "ping-before-settings",
+                 "headers-before-settings", "bad-magic"]
+
+
+def _preface_params():
+    for case in PREFACE_CASES:
+        for tls in (False, True):
+            if case == "bad-magic" and not tls:
+                # Over cleartext only the preface makes a connection h2c;
+                # anything else is HTTP/1.1 and not §3.4's business.
+                continue
+            if case == "headers-before-settings" and tls:
+                continue
+            yield pytest.param(case, tls, id=f"3.4-{case}-{'h2' if tls else 'h2c'}")
+
+
+@pytest.mark.parametrize("case,tls", list(_preface_params()))
+def test_h2x_280_01_preface(frame_client, case, tls):
+    """§3.4: the server's preface is a SETTINGS frame, the client's SETTINGS
+    is ACKed (§6.5.3); a client preface whose first frame is not SETTINGS,
+    or whose magic is wrong, is a connection error PROTOCOL_ERROR (the
+    GOAWAY may be omitted): no request is served on it."""
+    c = frame_client(tls=tls, connect=False)
+    c.connect(preface=False)
+    if case == "server-preface-and-ack":
+        c.send_preface()
+        assert c.run(lambda cl: cl.settings and cl.settings_acks, WAIT), seen(c)
+        first = c.frames[0]
+        assert first.type == "SETTINGS" and "ACK" not in first.flags, seen(c)
+        s = c.settings[0]
+        # §6.5.2: a server's ENABLE_PUSH, if sent, is 0; values in range.
+        assert s.get(ENABLE_PUSH, 0) == 0, s
+        assert s.get(INITIAL_WINDOW_SIZE, 0) <= MAX_WINDOW, s
+        assert 16384 <= s.get(MAX_FRAME_SIZE, 16384) <= 2 ** 24 - 1, s
+        carries_on(c)
+        return
+    if case == "ping-before-settings":
+        c.send_raw(PREFACE + frame(PING, 0, 0, b"12345678"))
+    elif case == "headers-before-settings":
+        c._stream(1).start_time = time.monotonic()
+        c._next_sid = 3
+        c.send_raw(PREFACE + frame(HEADERS, END_STREAM | END_HEADERS, 1, req(c)))
+    else:
+        c.send_raw(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + frame(SETTINGS))
+        c._stream(1).start_time = time.monotonic()
+        c._next_sid = 3
+        c.send_raw(frame(HEADERS, END_STREAM | END_HEADERS, 1, req(c)))
+    c.expect_open()
+    assert c.wait_closed(timeout=WAIT), f"connection still open: {seen(c)}"
+    kinds = {f.type for f in c.frames}
+    assert kinds <= {"SETTINGS", "GOAWAY", "WINDOW_UPDATE"}, seen(c)
+    assert not any(f.stream_id for f in c.frames), seen(c)
+    if c.goaways:
+        assert c.goaway.error_code == PC and c.goaway.last_stream_id == 0, seen(c)
+    server_up(frame_client, tls)
 
 
 # == connection errors ==================================================================
@@ -420,47 +480,50 @@ def _c_cont_after_eh(c):
 
 # -- RFC 7541 via §4.3: decoding errors are connection errors COMPRESSION_ERROR
 
-def _hpack_case(cid: str, bad: bytes, where: str = "front"):
+def _hpack_case(cid: str, bad: bytes, why: str, where: str = "front"):
+    """Register a case whose header block holds `bad` (RFC 7541 says why):
+    at the front of a request block, after its first field, in a
+    CONTINUATION fragment, or as the request's trailers."""
     def build(c):
-        good = req(c)
         if where == "front":
-            raw_request(c, bad + good)
+            raw_request(c, bad + req(c))
         elif where == "after-field":
             raw_request(c, hp_literal(":method", "GET") + bad + block(std(c)[1:]))
         elif where == "continuation":
             sid = take_sid(c)
-            send(c, frame(HEADERS, END_STREAM, sid, good),
+            send(c, frame(HEADERS, END_STREAM, sid, req(c)),
                  frame(CONTINUATION, END_HEADERS, sid, bad))
         elif where == "trailers":
             sid = open_post(c)
             send(c, frame(DATA, 0, sid, b"hello"),
                  frame(HEADERS, END_STREAM | END_HEADERS, sid, bad))
-    build.__doc__ = f"RFC 7541 decoding error ({cid}): connection error COMPRESSION_ERROR (RFC 9113 §4.3)."
+    build.__doc__ = (f"{why}: a decoding error, connection error COMPRESSION_ERROR "
+                     "(RFC 9113 §4.3).")
     conn_case(cid, CE, (3,) if where == "trailers" else NEW)(build)
 
 
-# §6.1: index 0 is not used.
-_hpack_case("7541-indexed-0", b"\x80")
-# §2.3.3: an index past the static and dynamic tables.
-_hpack_case("7541-index-out-of-range", hp_int(1000, 7, 0x80))
-# §2.3.3: a literal whose name index is past both tables.
-_hpack_case("7541-name-index-out-of-range", hp_int(1000, 6, 0x40) + hp_str("v"))
-# §5.2: a Huffman string containing EOS (30 one-bits).
-_hpack_case("7541-huffman-eos", b"\x00" + hp_str("x-h") + b"\x84\xff\xff\xff\xff")
-# §5.2: padding longer than 7 bits ("a" = 00011, then 11 one-bits).
-_hpack_case("7541-huffman-padding-over-7-bits", b"\x00" + hp_str("x-h") + b"\x82\x1f\xff")
-# §5.2: padding that is not the most significant bits of EOS ("a", then 000).
-_hpack_case("7541-huffman-padding-zeros", b"\x00" + hp_str("x-h") + b"\x81\x18")
-# §5.1: an integer far beyond any implementation limit.
-_hpack_case("7541-integer-overflow", b"\xff" + b"\xff" * 10 + b"\x01")
-# §5.2: a string literal longer than what is left of the block.
-_hpack_case("7541-string-past-end-of-block", b"\x00" + hp_str("x-h") + b"\x64abc")
-# §4.2: a dynamic table size update after a field of the block.
-_hpack_case("7541-size-update-after-field", hp_int(0, 5, 0x20), where="after-field")
-# §4.3: the same decoding errors in a CONTINUATION fragment and in trailers.
+_hpack_case("7541-indexed-0", b"\x80", "RFC 7541 §6.1: index 0 is not used")
+_hpack_case("7541-index-out-of-range", hp_int(1000, 7, 0x80),
+            "RFC 7541 §2.3.3: an index past the static and dynamic tables")
+_hpack_case("7541-name-index-out-of-range", hp_int(1000, 6, 0x40) + hp_str("v"),
+            "RFC 7541 §2.3.3: a literal whose name index is past both tables")
+_hpack_case("7541-huffman-eos", b"\x00" + hp_str("x-h") + b"\x84\xff\xff\xff\xff",
+            "RFC 7541 §5.2: a Huffman string containing EOS (30 one-bits)")
+_hpack_case("7541-huffman-padding-over-7-bits", b"\x00" + hp_str("x-h") + b"\x82\x1f\xff",
+            "RFC 7541 §5.2: Huffman padding longer than 7 bits ('a' = 00011, then 11 ones)")
+_hpack_case("7541-huffman-padding-zeros", b"\x00" + hp_str("x-h") + b"\x81\x18",
+            "RFC 7541 §5.2: Huffman padding that is not a prefix of EOS ('a', then 000)")
+_hpack_case("7541-integer-overflow", b"\xff" + b"\xff" * 10 + b"\x01",
+            "RFC 7541 §5.1: an integer (an index) far beyond any implementation limit")
+_hpack_case("7541-string-past-end-of-block", b"\x00" + hp_str("x-h") + b"\x64abc",
+            "RFC 7541 §5.2: a string literal of 100 bytes with 3 left in the block")
+_hpack_case("7541-size-update-after-field", hp_int(0, 5, 0x20),
+            "RFC 7541 §4.2: a dynamic table size update after a field of the block",
+            where="after-field")
 _hpack_case("7541-index-out-of-range-in-continuation", hp_int(1000, 7, 0x80),
-            where="continuation")
-_hpack_case("7541-indexed-0-in-trailers", b"\x80", where="trailers")
+            "RFC 7541 §2.3.3, in a CONTINUATION fragment", where="continuation")
+_hpack_case("7541-indexed-0-in-trailers", b"\x80",
+            "RFC 7541 §6.1, in the request's trailers", where="trailers")
 
 
 @conn_case("7541-size-update-over-settings", CE, NEW)
@@ -1154,65 +1217,6 @@ def test_h2x_280_40_accepted(frame_client, case):
     warm(c)
     ACCEPTED[case](c)
     expect_accepted(c)
-
-
-# == the connection preface (§3.4) =====================================================
-
-PREFACE_CASES = ["server-preface-and-ack", "ping-before-settings",
-                 "headers-before-settings", "bad-magic"]
-
-
-def _preface_params():
-    for case in PREFACE_CASES:
-        for tls in (False, True):
-            if case == "bad-magic" and not tls:
-                # Over cleartext only the preface makes a connection h2c;
-                # anything else is HTTP/1.1 and not §3.4's business.
-                continue
-            if case == "headers-before-settings" and tls:
-                continue
-            yield pytest.param(case, tls, id=f"3.4-{case}-{'h2' if tls else 'h2c'}")
-
-
-@pytest.mark.parametrize("case,tls", list(_preface_params()))
-def test_h2x_280_01_preface(frame_client, case, tls):
-    """§3.4: the server's preface is a SETTINGS frame, the client's SETTINGS
-    is ACKed (§6.5.3); a client preface whose first frame is not SETTINGS,
-    or whose magic is wrong, is a connection error PROTOCOL_ERROR (the
-    GOAWAY may be omitted): no request is served on it."""
-    c = frame_client(tls=tls, connect=False)
-    c.connect(preface=False)
-    if case == "server-preface-and-ack":
-        c.send_preface()
-        assert c.run(lambda cl: cl.settings and cl.settings_acks, WAIT), seen(c)
-        first = c.frames[0]
-        assert first.type == "SETTINGS" and "ACK" not in first.flags, seen(c)
-        s = c.settings[0]
-        # §6.5.2: a server's ENABLE_PUSH, if sent, is 0; values in range.
-        assert s.get(ENABLE_PUSH, 0) == 0, s
-        assert s.get(INITIAL_WINDOW_SIZE, 0) <= MAX_WINDOW, s
-        assert 16384 <= s.get(MAX_FRAME_SIZE, 16384) <= 2 ** 24 - 1, s
-        carries_on(c)
-        return
-    if case == "ping-before-settings":
-        c.send_raw(PREFACE + frame(PING, 0, 0, b"12345678"))
-    elif case == "headers-before-settings":
-        c._stream(1).start_time = time.monotonic()
-        c._next_sid = 3
-        c.send_raw(PREFACE + frame(HEADERS, END_STREAM | END_HEADERS, 1, req(c)))
-    else:
-        c.send_raw(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + frame(SETTINGS))
-        c._stream(1).start_time = time.monotonic()
-        c._next_sid = 3
-        c.send_raw(frame(HEADERS, END_STREAM | END_HEADERS, 1, req(c)))
-    c.expect_open()
-    assert c.wait_closed(timeout=WAIT), f"connection still open: {seen(c)}"
-    kinds = {f.type for f in c.frames}
-    assert kinds <= {"SETTINGS", "GOAWAY", "WINDOW_UPDATE"}, seen(c)
-    assert not any(f.stream_id for f in c.frames), seen(c)
-    if c.goaways:
-        assert c.goaway.error_code == PC and c.goaway.last_stream_id == 0, seen(c)
-    server_up(frame_client, tls)
 
 
 # == single cases that need more than one exchange =====================================

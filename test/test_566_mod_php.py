@@ -1,0 +1,228 @@
+"""566: PHP in the server process (mod_php) under the prefork MPM.
+
+Debian's libapache2-mod-php8.2 is a PHP built without thread safety, so
+Debian switches httpd to prefork when it is installed, and shared hosting
+runs much of the world's PHP that way. mod_http2 turns HTTP/2 off under
+prefork; mod_h2x serves it with a single worker thread per child, so the
+streams of a connection reach PHP one at a time and PHP never runs in two
+threads of one process (docs/migrating-from-mod_http2.md). This module
+shows it with the real mod_php: the prefork server loads it as Debian's
+php8.2.conf does (SetHandler application/x-httpd-php for *.php), with
+mod_h2x loaded after the standard modules.
+
+Checked with the raw-frame client over h2c and h2: what PHP sees, uploads
+byte-exact with and without content-length (mod_php reads the body up to
+its end itself) and multipart ones, downloads by echo and readfile(),
+bodiless answers and HEAD, flush()ed lines arriving as flushed, many
+streams on one connection and on several connections at once (never two
+scripts at the same time in one process), and a client reset of a
+sleeping script (the connection answers again when the script is done).
+
+scripts/install-deps installs libapache2-mod-php8.2 and undoes what its
+installation does to /etc/apache2 (php8.2 enabled, the MPM switched to
+prefork); this test loads it into its own config only.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from core_helpers import assert_flushed_end, assert_headers_only
+
+pytestmark = pytest.mark.h2
+
+MOD_PHP = "/usr/lib/apache2/modules/libphp8.2.so"
+PHP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "php")
+KIB = 1024
+MIB = 1024 * KIB
+P = "/p566"
+
+
+def _pattern(size: int) -> bytes:
+    """What big.php sends."""
+    block = hashlib.sha256(b"h2x-565-%d" % size).digest() * 2048
+    return (block * (size // len(block) + 1))[:size]
+
+
+def _body(size: int, tag: str) -> bytes:
+    return hashlib.shake_256(b"h2x-566-%d-%s" % (size, tag.encode())).digest(size) \
+        if size else b""
+
+
+def _md5_line(data: bytes) -> bytes:
+    return f"{hashlib.md5(data).hexdigest()} {len(data)}\n".encode()
+
+
+@pytest.fixture(scope="module")
+def server(httpd):
+    if not os.path.exists(MOD_PHP):
+        pytest.skip(f"{MOD_PHP} is missing (Debian package libapache2-mod-php8.2)")
+    docdir = os.path.join(httpd.docroot, P.strip("/"))
+    os.makedirs(docdir, exist_ok=True)
+    for name in os.listdir(PHP_DIR):
+        shutil.copy(os.path.join(PHP_DIR, name), os.path.join(docdir, name))
+        os.chmod(os.path.join(docdir, name), 0o644)
+    httpd.make_file(f"{P}/f565.bin", 3 * MIB + 5)
+    tmp = os.path.join(httpd.root, "php-tmp")
+    os.makedirs(tmp, exist_ok=True)
+    shutil.chown(tmp, "www-data", "www-data")
+    httpd.reconfigure(mpm="prefork", extra_global=f"""
+LoadModule php_module {MOD_PHP}
+<Directory "{docdir}">
+    <FilesMatch ".+\\.php$">
+        SetHandler application/x-httpd-php
+    </FilesMatch>
+    php_admin_value post_max_size 16M
+    php_admin_value upload_max_filesize 16M
+    php_admin_value output_buffering 4096
+    php_admin_value upload_tmp_dir "{tmp}"
+</Directory>
+""")
+    yield httpd
+    httpd.reconfigure(mpm="event")
+
+
+def _get(c, path, method="GET", timeout=20):
+    sid = c.request(method, path)
+    assert c.wait_stream_end(sid, timeout=timeout), c.stream(sid).frames_str()
+    return c.stream(sid)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_566_01_server_vars(server, frame_client, tls):
+    """PHP in a prefork child sees an HTTP/2 request over its transport."""
+    c = frame_client(tls=tls)
+    s = _get(c, f"{P}/env.php")
+    assert s.status == 200, s
+    assert_flushed_end(s)
+    env = json.loads(s.body)
+    assert env["SERVER_PROTOCOL"] == "HTTP/2.0", env
+    assert env["HTTP2"] == "on", env
+    assert env["H2_STREAM_ID"] == str(s.sid), env
+    assert env["REQUEST_SCHEME"] == ("https" if tls else "http"), env
+
+
+@pytest.mark.parametrize("cl", [True, False], ids=["length", "no-length"])
+@pytest.mark.parametrize("size", [0, 1, 16384, 65537, 3 * MIB + 3])
+def test_h2x_566_02_raw_upload_exact(server, frame_client, size, cl):
+    """php://input holds the body byte-exact, with and without a
+    content-length: mod_php reads the request body to its end."""
+    body = _body(size, str(cl))
+    c = frame_client(tls=size % 2 == 1, timeout=30)
+    headers = [("content-type", "application/octet-stream")]
+    if cl:
+        headers.append(("content-length", str(size)))
+    sid = c.request("POST", f"{P}/echo.php", headers=headers, body=body if body else None)
+    assert c.wait_stream_end(sid, timeout=30), c.stream(sid).frames_str()
+    s = c.stream(sid)
+    assert s.status == 200, s
+    assert_flushed_end(s)
+    assert s.body == _md5_line(body)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_566_03_multipart_upload(server, frame_client, tls):
+    """A multipart form with a 2 MiB file and a field: PHP's parser gets
+    the file byte-exact."""
+    data = _body(2 * MIB + 1, "file")
+    boundary = "h2x566boundaryQ"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="a"; filename="one.bin"'
+            f'\r\nContent-Type: application/octet-stream\r\n\r\n'.encode() + data
+            + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+              f'hello\r\n--{boundary}--\r\n'.encode())
+    c = frame_client(tls=tls, timeout=30)
+    sid = c.request("POST", f"{P}/upload.php", body=body,
+                    headers=[("content-type", f"multipart/form-data; boundary={boundary}"),
+                             ("content-length", str(len(body)))])
+    assert c.wait_stream_end(sid, timeout=30), c.stream(sid).frames_str()
+    s = c.stream(sid)
+    assert s.status == 200, s
+    assert_flushed_end(s)
+    assert s.body.decode() == (f"a one.bin 0 {len(data)} {hashlib.md5(data).hexdigest()}\n"
+                               f"field note {hashlib.md5(b'hello').hexdigest()}\n")
+
+
+@pytest.mark.parametrize("how", ["echo-length", "echo-no-length", "readfile"])
+def test_h2x_566_04_download_exact(server, frame_client, how):
+    """3 MiB from PHP arrive byte-exact over h2c and h2."""
+    size = 3 * MIB + 5
+    for tls in (False, True):
+        c = frame_client(tls=tls, timeout=30)
+        if how == "readfile":
+            s = _get(c, f"{P}/readfile.php?name=f565.bin", timeout=30)
+            with open(os.path.join(server.docroot, P.strip("/"), "f565.bin"), "rb") as f:
+                want = f.read()
+        else:
+            s = _get(c, f"{P}/big.php?size={size}&cl={int(how == 'echo-length')}", timeout=30)
+            want = _pattern(size)
+        assert s.status == 200, s
+        assert_flushed_end(s)
+        assert len(s.body) == len(want) and s.body == want, (tls, len(s.body))
+
+
+@pytest.mark.parametrize("status", [200, 204, 304])
+def test_h2x_566_05_no_body_and_head(server, frame_client, status):
+    """Bodiless answers, and HEAD of a script with a body, end on HEADERS."""
+    c = frame_client(tls=True)
+    assert_headers_only(_get(c, f"{P}/empty.php?s={status}"), status)
+    assert_headers_only(_get(c, f"{P}/big.php?size=5000&cl={status % 2}", method="HEAD"), 200)
+
+
+def test_h2x_566_06_flushed_lines(server, frame_client):
+    """Lines flush()ed 300 ms apart arrive as they are flushed."""
+    c = frame_client(tls=True)
+    s = _get(c, f"{P}/lines.php?n=4&ms=300", timeout=15)
+    assert s.status == 200, s
+    assert_flushed_end(s)
+    data = [f for f in s.frames if f.type == "DATA" and f.length]
+    wall_minus_mono = time.time() - time.monotonic()
+    offsets = [f.t + wall_minus_mono - float(ln.split()[2])
+               for f in data for ln in f.data.decode().splitlines()]
+    assert len(offsets) == 4 and max(offsets) < 0.25, offsets
+    assert data[-1].t - data[0].t > 0.6, [f.t for f in data]
+
+
+def test_h2x_566_07_one_script_at_a_time_per_process(server, frame_client):
+    """12 streams on each of 3 connections at once, each a 40 ms script:
+    all answered, and no two scripts ever ran at the same time in one
+    process (PHP without thread safety stays on one thread at a time)."""
+    clients = [frame_client(tls=bool(i % 2), timeout=30) for i in range(3)]
+    sids = {c: [c.request("GET", f"{P}/spin.php?ms=40") for _ in range(12)] for c in clients}
+    for c, ids in sids.items():
+        assert c.run(until=lambda cl, ids=ids: all(cl.stream(s).ended for s in ids),
+                     timeout=30), [c.stream(s) for s in ids if not c.stream(s).ended]
+    by_pid = {}
+    for c, ids in sids.items():
+        for sid in ids:
+            s = c.stream(sid)
+            assert s.status == 200, s
+            assert_flushed_end(s)
+            pid, start, end = s.body.decode().split()
+            by_pid.setdefault(int(pid), []).append((float(start), float(end)))
+    for pid, spans in by_pid.items():
+        spans.sort()
+        for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+            assert s2 >= e1, (pid, (s1, e1), (s2, e2))
+
+
+def test_h2x_566_08_client_reset_sleeping_script(server, frame_client):
+    """The client resets a stream whose script sleeps 1 s: nothing more
+    is sent on it, and the connection's next request is answered once the
+    script is done (one stream at a time per connection under prefork),
+    well within 3 s."""
+    c = frame_client(tls=True)
+    sid = c.request("GET", f"{P}/sleep.php?s=1")
+    c.run(timeout=0.2)
+    c.reset(sid)
+    t0 = time.monotonic()
+    nxt = _get(c, f"{P}/env.php", timeout=5)
+    assert nxt.status == 200
+    assert time.monotonic() - t0 < 3.0
+    c.run(timeout=0.3)
+    assert not [f for f in c.stream(sid).frames if f.type in ("HEADERS", "DATA")], \
+        c.stream(sid).frames_str()
+    assert not c.goaways
