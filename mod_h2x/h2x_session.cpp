@@ -354,6 +354,10 @@ void Session::set_end(Stream *s, StreamEnd end, uint32_t code) noexcept
  * window. docs/differences-from-mod_http2.md.) */
 int Session::on_begin_frame(const nghttp2_frame_hd *hd) noexcept
 {
+    if (hd->type == NGHTTP2_SETTINGS && !(hd->flags & NGHTTP2_FLAG_ACK)) {
+        on_settings_begin();
+        return 0;
+    }
     if (hd->type != NGHTTP2_HEADERS || hd->stream_id <= 0 || (hd->stream_id % 2) == 0
         || hd->stream_id > nghttp2_session_get_last_proc_stream_id(ngh2_)
         || nghttp2_session_find_stream(ngh2_, hd->stream_id)) {
@@ -369,6 +373,38 @@ int Session::on_begin_frame(const nghttp2_frame_hd *hd) noexcept
     goaway_sent_ = true;
     nghttp2_session_terminate_session(ngh2_, NGHTTP2_PROTOCOL_ERROR);
     return 0;
+}
+
+/* RFC 9113 §6.9.2: a change of SETTINGS_INITIAL_WINDOW_SIZE that takes
+ * a stream's send window past 2^31-1 is a connection error
+ * (FLOW_CONTROL_ERROR); nghttp2 resets only that stream. So before the
+ * client's SETTINGS apply, the old initial size and the largest stream
+ * window are noted, and after they applied the largest window's new size
+ * is checked. */
+void Session::on_settings_begin() noexcept
+{
+    settings_iws_before_ = nghttp2_session_get_remote_settings(ngh2_, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+    settings_window_before_ = 0;
+    for (auto &kv : streams_) {
+        int32_t w = nghttp2_session_get_stream_remote_window_size(ngh2_, kv.first);
+        settings_window_before_ = std::max<int64_t>(settings_window_before_, w);
+    }
+}
+
+void Session::on_settings_recv() noexcept
+{
+    int64_t iws = nghttp2_session_get_remote_settings(ngh2_, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+    if (iws <= settings_iws_before_
+        || settings_window_before_ + (iws - settings_iws_before_) <= NGHTTP2_MAX_WINDOW_SIZE) {
+        return;
+    }
+    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10042)
+                  "h2x_session(%ld): SETTINGS_INITIAL_WINDOW_SIZE %ld -> %ld takes a stream "
+                  "window of %ld past 2^31-1: closing the connection (FLOW_CONTROL_ERROR)",
+                  c1_->id, static_cast<long>(settings_iws_before_), static_cast<long>(iws),
+                  static_cast<long>(settings_window_before_));
+    goaway_sent_ = true;
+    nghttp2_session_terminate_session(ngh2_, NGHTTP2_FLOW_CONTROL_ERROR);
 }
 
 /* A stream we reset while the client may still be sending on it. */
@@ -714,6 +750,9 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
         log_summary("client GOAWAY");
         break;
     case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+            on_settings_recv();
+        }
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !handshake_done_) {
             /* The client's preface and first SETTINGS arrived: the
              * connection's handshake is over. mod_reqtimeout's handshake
@@ -1350,7 +1389,26 @@ bool Session::read_input() noexcept
                  * GOAWAY leaves with the next write. */
                 return true;
             }
-            ssize_t n = nghttp2_session_mem_recv(ngh2_, reinterpret_cast<const uint8_t *>(data), len);
+            const auto *bytes = reinterpret_cast<const uint8_t *>(data);
+            uint32_t gate_error = 0;
+            apr_size_t pass = gate_.pass(bytes, len,
+                                         nghttp2_session_get_local_settings(
+                                             ngh2_, NGHTTP2_SETTINGS_MAX_FRAME_SIZE),
+                                         &gate_error);
+            ssize_t n = pass ? nghttp2_session_mem_recv(ngh2_, bytes, pass) : 0;
+            if (n >= 0 && gate_error) {
+                ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10043)
+                              "h2x_session(%ld): %s: closing the connection "
+                              "(FRAME_SIZE_ERROR, RFC 9113 §4.2)", c1_->id,
+                              gate_.describe_stop().c_str());
+                if (!goaway_sent_) {
+                    goaway_sent_ = true;
+                    nghttp2_session_terminate_session(ngh2_, gate_error);
+                }
+                terminating_ = true;
+                write_output();
+                return false;
+            }
             if (n < 0) {
                 ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c1_, H2XLOGNO(10018)
                               "h2x_session(%ld): protocol error: %s", c1_->id,

@@ -23,6 +23,7 @@
 #include <httpd.h>
 #include <nghttp2/nghttp2.h>
 
+#include "h2x_frame_gate.h"
 #include "h2x_mplx.h"
 #include "h2x_out_buf.h"
 #include "h2x_status.h"
@@ -63,6 +64,8 @@ class Session {
     int on_header(const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
                   const uint8_t *value, size_t valuelen) noexcept;
     int on_begin_frame(const nghttp2_frame_hd *hd) noexcept;
+    void on_settings_begin() noexcept;
+    void on_settings_recv() noexcept;
     int on_frame_recv(const nghttp2_frame *frame) noexcept;
     int on_data_chunk_recv(uint8_t flags, int32_t stream_id, const uint8_t *data,
                            size_t len) noexcept;
@@ -183,6 +186,11 @@ class Session {
     SessionState state_ = SessionState::INIT;
     bool goaway_sent_ = false;
     bool terminating_ = false;      /* an error GOAWAY ends the session: no new work */
+    FrameGate gate_;                /* frame checks nghttp2 lacks (read_input()) */
+    /* A SETTINGS frame being received: the client's initial window size
+     * and the largest stream send window before it (on_settings_recv()). */
+    int64_t settings_iws_before_ = 0;
+    int64_t settings_window_before_ = 0;
     bool settings_patched_ = false; /* see write_output() */
     apr_time_t idle_since_ = 0;
     apr_time_t last_blocked_check_ = 0;
