@@ -139,19 +139,27 @@ def _stream_window_updates(c, sid: int) -> list:
 def test_h2x_210_05_window_grows_for_fast_reader(server, frame_client):
     """A handler that reads faster than the client may send gets a larger
     stream window (doubling from H2WindowSize, at most 1 MiB), and not a
-    byte is lost on the way."""
+    byte is lost on the way. Whether the handler outpaces the client is a
+    matter of timing: on a loaded machine (CI, 2 cores busy) it may not in
+    one upload, so up to 3 uploads run; the window must have grown in one
+    of them, and no upload may lose a byte or go above 1 MiB."""
     body = _body(2 << 20)
-    c = frame_client(server=server)
-    sid = c.request("POST", TARGETS["handler"][0], end_stream=False,
-                    headers=[("content-length", str(len(body)))])
-    assert c.send_data(sid, body, end_stream=True, timeout=60)
-    assert c.wait_stream_end(sid, timeout=30)
-    s = c.stream(sid)
-    assert s.status == 200, s.frames_str()
-    assert s.body == _expected("handler", body)
-    increments = _stream_window_updates(c, sid)
-    assert max(increments) > 65535, increments
-    assert max(increments) <= 1 << 20, increments
+    grown = []
+    for attempt in range(3):
+        c = frame_client(server=server)
+        sid = c.request("POST", TARGETS["handler"][0], end_stream=False,
+                        headers=[("content-length", str(len(body)))])
+        assert c.send_data(sid, body, end_stream=True, timeout=60)
+        assert c.wait_stream_end(sid, timeout=30)
+        s = c.stream(sid)
+        assert s.status == 200, s.frames_str()
+        assert s.body == _expected("handler", body)
+        increments = _stream_window_updates(c, sid)
+        assert max(increments) <= 1 << 20, increments
+        grown.append(max(increments))
+        if grown[-1] > 65535:
+            break
+    assert max(grown) > 65535, grown
 
 
 @pytest.mark.parametrize("server", ["h2-module-last"], indirect=True)

@@ -33,6 +33,8 @@ import time
 
 import pytest
 
+from app_helpers import (body_of, check_download, check_timed_lines, get, md5_line,
+                         mixed_streams, post, reset_while_sleeping)
 from core_helpers import assert_flushed_end, assert_headers_only
 
 pytestmark = pytest.mark.h2
@@ -52,11 +54,6 @@ def _pattern(size: int, seed: int) -> bytes:
     """What the application's /big sends (same recipe as app564.wsgi)."""
     block = hashlib.sha256(b"h2x-564-%d" % seed).digest() * 2048
     return (block * (size // len(block) + 1))[:size]
-
-
-def _body(size: int, tag: str) -> bytes:
-    return hashlib.shake_256(b"h2x-564-%d-%s" % (size, tag.encode())).digest(size) \
-        if size else b""
 
 
 def _wsgi_conf(server) -> str:
@@ -90,19 +87,13 @@ def server(httpd):
     httpd.reconfigure()
 
 
-def _get(c, path, method="GET", headers=(), timeout=20):
-    sid = c.request(method, path, headers=list(headers))
-    assert c.wait_stream_end(sid, timeout=timeout), c.stream(sid).frames_str()
-    return c.stream(sid)
-
-
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 @pytest.mark.parametrize("mode", MODES)
 def test_h2x_564_01_environ(server, frame_client, mode, tls):
     """The application sees an HTTP/2 request: SERVER_PROTOCOL HTTP/2.0, the
     HTTP2 variable, the stream id, the url scheme of the transport."""
     c = frame_client(tls=tls)
-    s = _get(c, f"{PREFIX[mode]}/env")
+    s = get(c, f"{PREFIX[mode]}/env")
     assert s.status == 200, s
     assert_flushed_end(s)
     env = json.loads(s.body)
@@ -119,18 +110,10 @@ def test_h2x_564_01_environ(server, frame_client, mode, tls):
 def test_h2x_564_02_upload_exact(server, frame_client, mode, size, cl):
     """A request body reaches the application byte-exact, with and without
     content-length (WSGIChunkedRequest On), read in 8 KiB pieces."""
-    body = _body(size, f"{mode}{cl}")
+    body = body_of(size, f"{mode}{cl}")
     c = frame_client(tls=size % 2 == 1, timeout=30)
-    headers = [("content-type", "application/octet-stream")]
-    if cl:
-        headers.append(("content-length", str(size)))
-    sid = c.request("POST", f"{PREFIX[mode]}/echo?piece=8192", headers=headers,
-                    body=body if body else None)
-    assert c.wait_stream_end(sid, timeout=30), c.stream(sid).frames_str()
-    s = c.stream(sid)
-    assert s.status == 200, s
-    assert_flushed_end(s)
-    assert s.body == f"{hashlib.md5(body).hexdigest()} {size}\n".encode()
+    s = post(c, f"{PREFIX[mode]}/echo?piece=8192", body, with_length=cl)
+    assert s.body == md5_line(body)
 
 
 @pytest.mark.parametrize("how", ["length", "no-length", "file_wrapper"])
@@ -142,30 +125,28 @@ def test_h2x_564_03_download_exact(server, frame_client, mode, how):
     for tls in (False, True):
         c = frame_client(tls=tls, timeout=30)
         if how == "file_wrapper":
-            s = _get(c, f"{PREFIX[mode]}/file?name=f564.bin", timeout=30)
+            s = get(c, f"{PREFIX[mode]}/file?name=f564.bin", timeout=30)
             with open(os.path.join(server.docroot, "f564.bin"), "rb") as f:
                 want = f.read()
         else:
             size = 3 * MIB + 5
-            s = _get(c, f"{PREFIX[mode]}/big?size={size}&cl={int(how == 'length')}",
+            s = get(c, f"{PREFIX[mode]}/big?size={size}&cl={int(how == 'length')}",
                      timeout=30)
             want = _pattern(size, size)
-        assert s.status == 200, s
-        assert_flushed_end(s)
-        assert len(s.body) == len(want) and s.body == want, (tls, len(s.body))
+        check_download(s, want, tls)
 
 
 @pytest.mark.parametrize("case,status", [("s=200", 200), ("s=200&blank=1", 200),
                                          ("s=204", 204), ("s=304", 304)],
                          ids=["200-empty", "200-blank-block", "204", "304"])
 @pytest.mark.parametrize("mode", MODES)
-def test_h2x_564_04_no_body(server, frame_client, mode, case, status):
+def test_h2x_564_04_nobody_of(server, frame_client, mode, case, status):
     """An answer without a body - an empty 200 (no block, or one empty
     block), a 204, a 304 - ends on its HEADERS frame: no zero-length DATA
     frame (what breaks gRPC clients), on h2c and h2."""
     for tls in (False, True):
         c = frame_client(tls=tls)
-        s = _get(c, f"{PREFIX[mode]}/empty?{case}")
+        s = get(c, f"{PREFIX[mode]}/empty?{case}")
         assert_headers_only(s, status)
 
 
@@ -177,7 +158,7 @@ def test_h2x_564_05_head(server, frame_client, mode, path):
     """HEAD: the application runs as for GET (WSGI has no HEAD of its own),
     the answer ends on its HEADERS frame, no body byte is sent."""
     c = frame_client(tls=True)
-    s = _get(c, f"{PREFIX[mode]}{path}", method="HEAD")
+    s = get(c, f"{PREFIX[mode]}{path}", method="HEAD")
     assert_headers_only(s, 200)
 
 
@@ -188,62 +169,17 @@ def test_h2x_564_06_streamed_lines(server, frame_client, mode):
     last, each less than 250 ms after its own time stamp."""
     for tls in (False, True):
         c = frame_client(tls=tls)
-        sid = c.request("GET", f"{PREFIX[mode]}/lines?n=4&ms=300")
-        assert c.wait_stream_end(sid, timeout=15), c.stream(sid).frames_str()
-        s = c.stream(sid)
-        assert s.status == 200, s
-        assert_flushed_end(s)
-        lines = s.body.decode().splitlines()
-        assert [ln.split()[1] for ln in lines] == [str(i) for i in range(4)], lines
-        data = [f for f in s.frames if f.type == "DATA" and f.length]
-        assert len(data) >= 4, s.frames_str()
-        # arrival (monotonic) against the line's own wall-clock stamp: the
-        # offsets must stay within a generous bound of each other
-        offsets = []
-        wall_minus_mono = time.time() - time.monotonic()
-        for f in data:
-            for ln in f.data.decode().splitlines():
-                offsets.append(f.t + wall_minus_mono - float(ln.split()[2]))
-        assert max(offsets) < 0.25, offsets
-        assert data[-1].t - data[0].t > 0.6, [f.t for f in data]
+        check_timed_lines(get(c, f"{PREFIX[mode]}/lines?n=4&ms=300", timeout=15), 4, 0.3)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_h2x_564_07_parallel_streams(server, frame_client, mode):
     """20 streams at once on one connection: downloads, uploads, lines and
     empty answers mixed; every one whole and ended cleanly."""
-    c = frame_client(tls=True, timeout=30)
-    want = {}
-    for i in range(20):
-        kind = i % 4
-        if kind == 0:
-            size = 200_000 + i
-            sid = c.request("GET", f"{PREFIX[mode]}/big?size={size}&cl={i % 2}")
-            want[sid] = ("body", _pattern(size, size))
-        elif kind == 1:
-            body = _body(150_000 + i, f"par{mode}")
-            sid = c.request("POST", f"{PREFIX[mode]}/echo",
-                            headers=[("content-length", str(len(body)))], body=body)
-            want[sid] = ("body", f"{hashlib.md5(body).hexdigest()} {len(body)}\n".encode())
-        elif kind == 2:
-            sid = c.request("GET", f"{PREFIX[mode]}/lines?n=3&ms=50")
-            want[sid] = ("lines", 3)
-        else:
-            sid = c.request("GET", f"{PREFIX[mode]}/empty?s=204")
-            want[sid] = ("none", 204)
-    assert c.run(until=lambda cl: all(cl.stream(s).ended for s in want), timeout=30), \
-        [c.stream(s) for s in want if not c.stream(s).ended]
-    for sid, (kind, w) in want.items():
-        s = c.stream(sid)
-        if kind == "none":
-            assert_headers_only(s, w)
-            continue
-        assert s.status == 200, s
-        assert_flushed_end(s)
-        if kind == "body":
-            assert s.body == w, (sid, len(s.body))
-        else:
-            assert len(s.body.decode().splitlines()) == w, s.body
+    pre = PREFIX[mode]
+    mixed_streams(frame_client(tls=True, timeout=30),
+                  lambda size, cl: (f"{pre}/big?size={size}&cl={int(cl)}", _pattern(size, size)),
+                  f"{pre}/echo", f"{pre}/lines?", f"{pre}/empty?s=204")
 
 
 @pytest.mark.expect_log(r"mod_wsgi \(pid=\d+\): Failed to proxy response from daemon")
@@ -273,7 +209,7 @@ def test_h2x_564_08_daemon_stall_ends(server, frame_client, cl):
     else:
         assert_flushed_end(s)
     assert DAEMON_SOCKET_TIMEOUT - 0.5 < took < DAEMON_SOCKET_TIMEOUT + 8, took
-    after = _get(c, "/wsgi-d/env")
+    after = get(c, "/wsgi-d/env")
     assert after.status == 200
     assert_flushed_end(after)
 
@@ -284,16 +220,5 @@ def test_h2x_564_09_client_reset_slow_request(server, frame_client, mode):
     connection serves the next requests at once (the reset does not wait
     for the application), and the application's answer, when it comes,
     is dropped without a word on the wire."""
-    c = frame_client(tls=True)
-    sid = c.request("GET", f"{PREFIX[mode]}/sleep?s=1.5")
-    c.run(timeout=0.2)
-    c.reset(sid)
-    t0 = time.monotonic()
-    nxt = _get(c, f"{PREFIX[mode]}/env", timeout=5)
-    assert time.monotonic() - t0 < 1.0
-    assert nxt.status == 200
-    c.run(timeout=1.5)
-    s = c.stream(sid)
-    assert not [f for f in s.frames if f.type in ("HEADERS", "DATA")], s.frames_str()
-    again = _get(c, f"{PREFIX[mode]}/env")
-    assert again.status == 200 and not c.goaways
+    reset_while_sleeping(frame_client(tls=True), f"{PREFIX[mode]}/sleep?s=1.5",
+                         f"{PREFIX[mode]}/env", next_within=1.0, linger=1.5)

@@ -31,6 +31,8 @@ import time
 
 import pytest
 
+from app_helpers import (body_of, php_pattern, check_download, check_timed_lines, get, md5_line,
+                         mixed_streams, post, reset_while_sleeping)
 from core_helpers import assert_flushed_end, assert_headers_only
 
 pytestmark = pytest.mark.h2
@@ -41,21 +43,6 @@ KIB = 1024
 MIB = 1024 * KIB
 PROXY_TIMEOUT = 2
 P = "/p565"
-
-
-def _pattern(size: int) -> bytes:
-    """What big.php sends."""
-    block = hashlib.sha256(b"h2x-565-%d" % size).digest() * 2048
-    return (block * (size // len(block) + 1))[:size]
-
-
-def _body(size: int, tag: str) -> bytes:
-    return hashlib.shake_256(b"h2x-565-%d-%s" % (size, tag.encode())).digest(size) \
-        if size else b""
-
-
-def _md5_line(data: bytes) -> bytes:
-    return f"{hashlib.md5(data).hexdigest()} {len(data)}\n".encode()
 
 
 def _fpm_conf(root: str, sock: str) -> str:
@@ -137,17 +124,11 @@ def _fpm_log(root: str) -> str:
         return str(e)
 
 
-def _get(c, path, method="GET", headers=(), timeout=20):
-    sid = c.request(method, path, headers=list(headers))
-    assert c.wait_stream_end(sid, timeout=timeout), c.stream(sid).frames_str()
-    return c.stream(sid)
-
-
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 def test_h2x_565_01_server_vars(server, frame_client, tls):
     """PHP sees an HTTP/2 request over its transport."""
     c = frame_client(tls=tls)
-    s = _get(c, f"{P}/env.php")
+    s = get(c, f"{P}/env.php")
     assert s.status == 200, s
     assert_flushed_end(s)
     env = json.loads(s.body)
@@ -166,28 +147,20 @@ def test_h2x_565_02_raw_upload_exact(server, frame_client, size, cl):
     as from an HTTP/1.1 client that sends it chunked: mod_proxy_fcgi
     passes a CONTENT_LENGTH only for a body it has read ahead whole (a
     small one that has arrived), and PHP-FPM reads no body without one."""
-    body = _body(size, str(cl))
-    c = frame_client(tls=size % 2 == 1, timeout=30)
-    headers = [("content-type", "application/octet-stream")]
+    body = body_of(size, str(cl))
+    s = post(frame_client(tls=size % 2 == 1, timeout=30), f"{P}/echo.php", body, with_length=cl)
     if cl:
-        headers.append(("content-length", str(size)))
-    sid = c.request("POST", f"{P}/echo.php", headers=headers, body=body if body else None)
-    assert c.wait_stream_end(sid, timeout=30), c.stream(sid).frames_str()
-    s = c.stream(sid)
-    assert s.status == 200, s
-    assert_flushed_end(s)
-    if cl:
-        assert s.body == _md5_line(body)
+        assert s.body == md5_line(body)
     else:
-        assert s.body in (_md5_line(body), _md5_line(b"")), s.body
+        assert s.body in (md5_line(body), md5_line(b"")), s.body
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 def test_h2x_565_03_multipart_upload(server, frame_client, tls):
     """A multipart form with two files (one of 2 MiB) and a field, sent
     in odd-sized DATA frames: PHP's parser gets every file byte-exact."""
-    files = {"a": ("one.bin", _body(2 * MIB + 1, "a")), "b": ("two.txt", b"hello\r\n--x\r\n")}
-    field = _body(5000, "field").hex()
+    files = {"a": ("one.bin", body_of(2 * MIB + 1, "a")), "b": ("two.txt", b"hello\r\n--x\r\n")}
+    field = body_of(5000, "field").hex()
     boundary = "h2x565boundaryZ"
     parts = []
     for name, (fname, data) in files.items():
@@ -224,24 +197,22 @@ def test_h2x_565_04_download_exact(server, frame_client, how):
     for tls in (False, True):
         c = frame_client(tls=tls, timeout=30)
         if how == "readfile":
-            s = _get(c, f"{P}/readfile.php?name=f565.bin", timeout=30)
+            s = get(c, f"{P}/readfile.php?name=f565.bin", timeout=30)
             with open(os.path.join(server.docroot, P.strip("/"), "f565.bin"), "rb") as f:
                 want = f.read()
         else:
-            s = _get(c, f"{P}/big.php?size={size}&cl={int(how == 'echo-length')}", timeout=30)
-            want = _pattern(size)
-        assert s.status == 200, s
-        assert_flushed_end(s)
-        assert len(s.body) == len(want) and s.body == want, (tls, len(s.body))
+            s = get(c, f"{P}/big.php?size={size}&cl={int(how == 'echo-length')}", timeout=30)
+            want = php_pattern(size)
+        check_download(s, want, tls)
 
 
 @pytest.mark.parametrize("status", [200, 204, 304])
-def test_h2x_565_05_no_body(server, frame_client, status):
+def test_h2x_565_05_nobody_of(server, frame_client, status):
     """A script that answers without a body (a 200 with Content-Length 0,
     a 204, a 304) ends its stream on the HEADERS frame, over h2c and h2."""
     for tls in (False, True):
         c = frame_client(tls=tls)
-        assert_headers_only(_get(c, f"{P}/empty.php?s={status}"), status)
+        assert_headers_only(get(c, f"{P}/empty.php?s={status}"), status)
 
 
 @pytest.mark.parametrize("path", ["env.php", "big.php?size=100000&cl=1", "big.php?size=100000",
@@ -250,7 +221,7 @@ def test_h2x_565_05_no_body(server, frame_client, status):
 def test_h2x_565_06_head(server, frame_client, path):
     """HEAD runs the script as GET does; the answer ends on its HEADERS."""
     c = frame_client(tls=True)
-    assert_headers_only(_get(c, f"{P}/{path}", method="HEAD"), 200)
+    assert_headers_only(get(c, f"{P}/{path}", method="HEAD"), 200)
 
 
 def test_h2x_565_07_flushed_lines(server, frame_client):
@@ -259,17 +230,7 @@ def test_h2x_565_07_flushed_lines(server, frame_client):
     its own time stamp, the first long before the last."""
     for tls in (False, True):
         c = frame_client(tls=tls)
-        s = _get(c, f"{P}/lines.php?n=4&ms=300", timeout=15)
-        assert s.status == 200, s
-        assert_flushed_end(s)
-        lines = s.body.decode().splitlines()
-        assert [ln.split()[1] for ln in lines] == ["0", "1", "2", "3"], lines
-        data = [f for f in s.frames if f.type == "DATA" and f.length]
-        wall_minus_mono = time.time() - time.monotonic()
-        offsets = [f.t + wall_minus_mono - float(ln.split()[2])
-                   for f in data for ln in f.data.decode().splitlines()]
-        assert len(offsets) == 4 and max(offsets) < 0.25, offsets
-        assert data[-1].t - data[0].t > 0.6, [f.t for f in data]
+        check_timed_lines(get(c, f"{P}/lines.php?n=4&ms=300", timeout=15), 4, 0.3)
 
 
 def test_h2x_565_08_fastcgi_finish_request(server, frame_client):
@@ -278,49 +239,20 @@ def test_h2x_565_08_fastcgi_finish_request(server, frame_client):
     and the connection serves the next request meanwhile."""
     c = frame_client(tls=True)
     t0 = time.monotonic()
-    s = _get(c, f"{P}/finish.php?s=2", timeout=10)
+    s = get(c, f"{P}/finish.php?s=2", timeout=10)
     took = time.monotonic() - t0
     assert s.status == 200 and s.body == b"finished\n", s
     assert_flushed_end(s)
     assert took < 1.5, took
-    assert _get(c, f"{P}/env.php").status == 200
+    assert get(c, f"{P}/env.php").status == 200
 
 
 def test_h2x_565_09_parallel_streams(server, frame_client):
     """20 streams at once on one connection (downloads, uploads, flushed
     lines, 204s), each whole and ended cleanly."""
-    c = frame_client(tls=True, timeout=30)
-    want = {}
-    for i in range(20):
-        kind = i % 4
-        if kind == 0:
-            size = 200_000 + i
-            sid = c.request("GET", f"{P}/big.php?size={size}&cl={i % 2}")
-            want[sid] = ("body", _pattern(size))
-        elif kind == 1:
-            body = _body(150_000 + i, "par")
-            sid = c.request("POST", f"{P}/echo.php",
-                            headers=[("content-length", str(len(body)))], body=body)
-            want[sid] = ("body", _md5_line(body))
-        elif kind == 2:
-            sid = c.request("GET", f"{P}/lines.php?n=3&ms=50")
-            want[sid] = ("lines", 3)
-        else:
-            sid = c.request("GET", f"{P}/empty.php?s=204")
-            want[sid] = ("none", 204)
-    assert c.run(until=lambda cl: all(cl.stream(s).ended for s in want), timeout=30), \
-        [c.stream(s) for s in want if not c.stream(s).ended]
-    for sid, (kind, w) in want.items():
-        s = c.stream(sid)
-        if kind == "none":
-            assert_headers_only(s, w)
-            continue
-        assert s.status == 200, s
-        assert_flushed_end(s)
-        if kind == "body":
-            assert s.body == w, (sid, len(s.body))
-        else:
-            assert len(s.body.decode().splitlines()) == w, s.body
+    mixed_streams(frame_client(tls=True, timeout=30),
+                  lambda size, cl: (f"{P}/big.php?size={size}&cl={int(cl)}", php_pattern(size)),
+                  f"{P}/echo.php", f"{P}/lines.php?", f"{P}/empty.php?s=204")
 
 
 @pytest.mark.expect_log(r"AH01075|AH01110|AH01102|AH00898")
@@ -333,7 +265,7 @@ def test_h2x_565_10_stalled_script(server, frame_client, cl):
     c = frame_client(tls=True, timeout=30)
     t0 = time.monotonic()
     sid = c.request("GET", f"{P}/stall.php?s=20&cl={int(cl)}")
-    other = _get(c, f"{P}/env.php", timeout=5)
+    other = get(c, f"{P}/env.php", timeout=5)
     assert other.status == 200
     assert c.wait_stream_end(sid, timeout=PROXY_TIMEOUT + 10), c.stream(sid).frames_str()
     took = time.monotonic() - t0
@@ -341,22 +273,12 @@ def test_h2x_565_10_stalled_script(server, frame_client, cl):
     assert s.status == 200 and len(s.body) == 1000, s
     assert s.ended_by == "RST_STREAM", s
     assert PROXY_TIMEOUT - 0.5 < took < PROXY_TIMEOUT + 8, took
-    assert _get(c, f"{P}/env.php").status == 200
+    assert get(c, f"{P}/env.php").status == 200
 
 
 def test_h2x_565_11_client_reset_sleeping_script(server, frame_client):
     """The client resets a request whose script sleeps: the connection
     serves the next request at once, and nothing more is sent on the
     reset stream."""
-    c = frame_client(tls=True)
-    sid = c.request("GET", f"{P}/sleep.php?s=1.5")
-    c.run(timeout=0.2)
-    c.reset(sid)
-    t0 = time.monotonic()
-    nxt = _get(c, f"{P}/env.php", timeout=5)
-    assert time.monotonic() - t0 < 1.0
-    assert nxt.status == 200
-    c.run(timeout=1.5)
-    assert not [f for f in c.stream(sid).frames if f.type in ("HEADERS", "DATA")], \
-        c.stream(sid).frames_str()
-    assert _get(c, f"{P}/env.php").status == 200 and not c.goaways
+    reset_while_sleeping(frame_client(tls=True), f"{P}/sleep.php?s=1.5", f"{P}/env.php",
+                         next_within=1.0, linger=1.5)

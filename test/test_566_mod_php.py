@@ -27,10 +27,11 @@ import hashlib
 import json
 import os
 import shutil
-import time
 
 import pytest
 
+from app_helpers import (body_of, php_pattern, check_download, check_timed_lines, get, md5_line,
+                         post, reset_while_sleeping)
 from core_helpers import assert_flushed_end, assert_headers_only
 
 pytestmark = pytest.mark.h2
@@ -40,21 +41,6 @@ PHP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "php")
 KIB = 1024
 MIB = 1024 * KIB
 P = "/p566"
-
-
-def _pattern(size: int) -> bytes:
-    """What big.php sends."""
-    block = hashlib.sha256(b"h2x-565-%d" % size).digest() * 2048
-    return (block * (size // len(block) + 1))[:size]
-
-
-def _body(size: int, tag: str) -> bytes:
-    return hashlib.shake_256(b"h2x-566-%d-%s" % (size, tag.encode())).digest(size) \
-        if size else b""
-
-
-def _md5_line(data: bytes) -> bytes:
-    return f"{hashlib.md5(data).hexdigest()} {len(data)}\n".encode()
 
 
 @pytest.fixture(scope="module")
@@ -86,17 +72,11 @@ LoadModule php_module {MOD_PHP}
     httpd.reconfigure(mpm="event")
 
 
-def _get(c, path, method="GET", timeout=20):
-    sid = c.request(method, path)
-    assert c.wait_stream_end(sid, timeout=timeout), c.stream(sid).frames_str()
-    return c.stream(sid)
-
-
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 def test_h2x_566_01_server_vars(server, frame_client, tls):
     """PHP in a prefork child sees an HTTP/2 request over its transport."""
     c = frame_client(tls=tls)
-    s = _get(c, f"{P}/env.php")
+    s = get(c, f"{P}/env.php")
     assert s.status == 200, s
     assert_flushed_end(s)
     env = json.loads(s.body)
@@ -111,24 +91,16 @@ def test_h2x_566_01_server_vars(server, frame_client, tls):
 def test_h2x_566_02_raw_upload_exact(server, frame_client, size, cl):
     """php://input holds the body byte-exact, with and without a
     content-length: mod_php reads the request body to its end."""
-    body = _body(size, str(cl))
-    c = frame_client(tls=size % 2 == 1, timeout=30)
-    headers = [("content-type", "application/octet-stream")]
-    if cl:
-        headers.append(("content-length", str(size)))
-    sid = c.request("POST", f"{P}/echo.php", headers=headers, body=body if body else None)
-    assert c.wait_stream_end(sid, timeout=30), c.stream(sid).frames_str()
-    s = c.stream(sid)
-    assert s.status == 200, s
-    assert_flushed_end(s)
-    assert s.body == _md5_line(body)
+    body = body_of(size, str(cl))
+    s = post(frame_client(tls=size % 2 == 1, timeout=30), f"{P}/echo.php", body, with_length=cl)
+    assert s.body == md5_line(body)
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 def test_h2x_566_03_multipart_upload(server, frame_client, tls):
     """A multipart form with a 2 MiB file and a field: PHP's parser gets
     the file byte-exact."""
-    data = _body(2 * MIB + 1, "file")
+    data = body_of(2 * MIB + 1, "file")
     boundary = "h2x566boundaryQ"
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="a"; filename="one.bin"'
             f'\r\nContent-Type: application/octet-stream\r\n\r\n'.encode() + data
@@ -153,37 +125,27 @@ def test_h2x_566_04_download_exact(server, frame_client, how):
     for tls in (False, True):
         c = frame_client(tls=tls, timeout=30)
         if how == "readfile":
-            s = _get(c, f"{P}/readfile.php?name=f565.bin", timeout=30)
+            s = get(c, f"{P}/readfile.php?name=f565.bin", timeout=30)
             with open(os.path.join(server.docroot, P.strip("/"), "f565.bin"), "rb") as f:
                 want = f.read()
         else:
-            s = _get(c, f"{P}/big.php?size={size}&cl={int(how == 'echo-length')}", timeout=30)
-            want = _pattern(size)
-        assert s.status == 200, s
-        assert_flushed_end(s)
-        assert len(s.body) == len(want) and s.body == want, (tls, len(s.body))
+            s = get(c, f"{P}/big.php?size={size}&cl={int(how == 'echo-length')}", timeout=30)
+            want = php_pattern(size)
+        check_download(s, want, tls)
 
 
 @pytest.mark.parametrize("status", [200, 204, 304])
 def test_h2x_566_05_no_body_and_head(server, frame_client, status):
     """Bodiless answers, and HEAD of a script with a body, end on HEADERS."""
     c = frame_client(tls=True)
-    assert_headers_only(_get(c, f"{P}/empty.php?s={status}"), status)
-    assert_headers_only(_get(c, f"{P}/big.php?size=5000&cl={status % 2}", method="HEAD"), 200)
+    assert_headers_only(get(c, f"{P}/empty.php?s={status}"), status)
+    assert_headers_only(get(c, f"{P}/big.php?size=5000&cl={status % 2}", method="HEAD"), 200)
 
 
 def test_h2x_566_06_flushed_lines(server, frame_client):
     """Lines flush()ed 300 ms apart arrive as they are flushed."""
     c = frame_client(tls=True)
-    s = _get(c, f"{P}/lines.php?n=4&ms=300", timeout=15)
-    assert s.status == 200, s
-    assert_flushed_end(s)
-    data = [f for f in s.frames if f.type == "DATA" and f.length]
-    wall_minus_mono = time.time() - time.monotonic()
-    offsets = [f.t + wall_minus_mono - float(ln.split()[2])
-               for f in data for ln in f.data.decode().splitlines()]
-    assert len(offsets) == 4 and max(offsets) < 0.25, offsets
-    assert data[-1].t - data[0].t > 0.6, [f.t for f in data]
+    check_timed_lines(get(c, f"{P}/lines.php?n=4&ms=300", timeout=15), 4, 0.3)
 
 
 def test_h2x_566_07_one_script_at_a_time_per_process(server, frame_client):
@@ -214,15 +176,5 @@ def test_h2x_566_08_client_reset_sleeping_script(server, frame_client):
     is sent on it, and the connection's next request is answered once the
     script is done (one stream at a time per connection under prefork),
     well within 3 s."""
-    c = frame_client(tls=True)
-    sid = c.request("GET", f"{P}/sleep.php?s=1")
-    c.run(timeout=0.2)
-    c.reset(sid)
-    t0 = time.monotonic()
-    nxt = _get(c, f"{P}/env.php", timeout=5)
-    assert nxt.status == 200
-    assert time.monotonic() - t0 < 3.0
-    c.run(timeout=0.3)
-    assert not [f for f in c.stream(sid).frames if f.type in ("HEADERS", "DATA")], \
-        c.stream(sid).frames_str()
-    assert not c.goaways
+    reset_while_sleeping(frame_client(tls=True), f"{P}/sleep.php?s=1", f"{P}/env.php",
+                         next_within=3.0, linger=0.3)
