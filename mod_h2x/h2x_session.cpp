@@ -22,6 +22,10 @@ namespace h2x {
 
 namespace {
 
+/* The longest stream 1's DATA waits for the acknowledgement of our
+ * SETTINGS after an h2c Upgrade (Session::end_upgrade_hold()). */
+constexpr apr_interval_time_t UPGRADE_HOLD_MAX = APR_USEC_PER_SEC;
+
 Session *of(void *user_data) noexcept
 {
     return static_cast<Session *>(user_data);
@@ -258,6 +262,7 @@ bool Session::init(request_rec *upgrade) noexcept
     nghttp2_session_set_local_window_size(ngh2_, NGHTTP2_FLAG_NONE, 0, conn_window_);
 
     if (upgrade) {
+        upgrade_hold_until_ = apr_time_now() + UPGRADE_HOLD_MAX;
         /* RFC 7540 §3.2 (kept by RFC 9113 §3.1 for existing clients):
          * HTTP2-Settings is base64url of a SETTINGS payload, and the
          * upgraded request is stream 1, half-closed (remote). */
@@ -405,6 +410,20 @@ void Session::on_settings_recv() noexcept
                   static_cast<long>(settings_window_before_));
     goaway_sent_ = true;
     nghttp2_session_terminate_session(ngh2_, NGHTTP2_FLOW_CONTROL_ERROR);
+}
+
+/* The client acknowledged our SETTINGS after an h2c Upgrade: stream 1's
+ * DATA may go (on_data_read()). A client that never acknowledges them gets
+ * it after UPGRADE_HOLD_MAX, through the output hold's timer. */
+void Session::end_upgrade_hold() noexcept
+{
+    upgrade_hold_until_ = 0;
+    Stream *s1 = find(1);
+    if (s1 && s1->deferred && !s1->closed) {
+        s1->hold_until = 0;
+        s1->deferred = false;
+        nghttp2_session_resume_data(ngh2_, 1);
+    }
 }
 
 /* A stream we reset while the client may still be sending on it. */
@@ -753,6 +772,9 @@ int Session::on_frame_recv(const nghttp2_frame *frame) noexcept
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
             on_settings_recv();
         }
+        else if (upgrade_hold_until_) {
+            end_upgrade_hold();
+        }
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !handshake_done_) {
             /* The client's preface and first SETTINGS arrived: the
              * connection's handshake is over. mod_reqtimeout's handshake
@@ -886,6 +908,20 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
     Stream *s = find(stream_id);
     if (!s || !s->out) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (upgrade_hold_until_ && apr_time_now() < upgrade_hold_until_) {
+        /* h2c Upgrade: the upgraded request's DATA waits until the client
+         * has acknowledged our SETTINGS, the first frame after the 101
+         * (RFC 7540 §3.2, RFC 9113 §3.4). The client then has read what
+         * followed the 101. Without the wait the initial 64 KiB window of
+         * DATA can arrive in the same read as the 101, and clients that
+         * keep what follows the 101 in a fixed buffer fail: curl 7.88
+         * ("connection buffer size is too small to store data following
+         * HTTP Upgrade response header", 32 KiB) and Java's HttpClient.
+         * The HEADERS go out at once. */
+        s->hold_until = upgrade_hold_until_;
+        s->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
     }
     if (output_hold_ > 0 && !s->c2_done && !(s->task && s->task->websocket)) {
         /* H2OutputBuffering: a frame shorter than it could be, with the end

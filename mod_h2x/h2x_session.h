@@ -66,6 +66,7 @@ class Session {
     int on_begin_frame(const nghttp2_frame_hd *hd) noexcept;
     void on_settings_begin() noexcept;
     void on_settings_recv() noexcept;
+    void end_upgrade_hold() noexcept;
     int on_frame_recv(const nghttp2_frame *frame) noexcept;
     int on_data_chunk_recv(uint8_t flags, int32_t stream_id, const uint8_t *data,
                            size_t len) noexcept;
@@ -178,6 +179,9 @@ class Session {
     bool input_pending_ = false;
     bool summary_logged_ = false;
     bool handshake_done_ = false;   /* the client's first SETTINGS arrived */
+    /* h2c Upgrade: until the client acknowledged our SETTINGS (or this
+     * time passed), stream 1's DATA waits (on_data_read()). 0: no wait. */
+    apr_time_t upgrade_hold_until_ = 0;
     /* The last streams we reset or refused while the client was still
      * sending: a HEADERS frame on one of them may be trailers crossing our
      * RST_STREAM, not a reused stream id (on_begin_frame()). */

@@ -20,7 +20,7 @@ import ssl
 import pytest
 
 from core_helpers import (TEST_HANDLER_CONF, h2c_settings_b64, h2c_upgrade, http1_exchange,
-                          read_rest)
+                          read_http1_head, read_rest)
 from h2x.clients import curl
 from h2x.frames import FrameClient
 from h2x.ports import free_ports
@@ -376,3 +376,72 @@ def test_h2x_100_24_h2direct_on_tls(httpd, ports, frame_client):
     sid = c.request("GET", "/index.html")
     assert c.wait_stream_end(sid, timeout=5), c.frames
     assert c.stream(sid).status == 200
+
+
+def _raw_frames(buf: bytes):
+    """(type, flags, stream id, payload length) of the whole frames in buf."""
+    out, pos = [], 0
+    while pos + 9 <= len(buf):
+        length = int.from_bytes(buf[pos:pos + 3], "big")
+        if pos + 9 + length > len(buf):
+            break
+        out.append((buf[pos + 3], buf[pos + 4],
+                    int.from_bytes(buf[pos + 5:pos + 9], "big") & 0x7fffffff, length))
+        pos += 9 + length
+    return out
+
+
+def test_h2x_100_17_h2c_upgrade_data_waits_for_settings_ack(httpd):
+    """After the 101 of an h2c Upgrade, stream 1's DATA waits until the
+    client has acknowledged the server's SETTINGS: clients that keep what
+    follows the 101 in a fixed buffer fail when the initial 64 KiB window
+    of DATA arrives with it (curl 7.88: "connection buffer size is too small
+    to store data following HTTP Upgrade response header", in ~1 of 200
+    upgraded downloads of 100 KB; Java's HttpClient alike). Seen on the
+    wire: SETTINGS and stream 1's HEADERS, no DATA while the client is
+    silent; after the client's preface, SETTINGS and SETTINGS ACK the
+    whole body with END_STREAM."""
+    httpd.make_file("/up100/100k.bin", 100_000)
+    sock = socket.create_connection(("127.0.0.1", httpd.http_port), timeout=10)
+    try:
+        req = (f"GET /up100/100k.bin HTTP/1.1\r\nHost: {httpd.authority()}\r\n"
+               f"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+               f"HTTP2-Settings: {h2c_settings_b64()}\r\n\r\n")
+        sock.sendall(req.encode())
+        head = read_http1_head(sock)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        early = bytearray()
+        sock.settimeout(0.5)
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                early += data
+        except socket.timeout:
+            pass
+        frames = _raw_frames(bytes(early))
+        assert frames and frames[0][0] == 0x4, frames          # SETTINGS first
+        assert not [f for f in frames if f[0] == 0x0], f"DATA before the ACK: {frames}"
+        assert [f for f in frames if f[0] == 0x1 and f[2] == 1], frames   # HEADERS
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        # SETTINGS_INITIAL_WINDOW_SIZE 1 MiB, its ACK of ours, and 1 MiB
+        # more for the connection: the whole body may come at once.
+        settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + b"\x00\x04\x00\x10\x00\x00"
+        ack = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+        window = b"\x00\x00\x04\x08\x00\x00\x00\x00\x00" + (1 << 20).to_bytes(4, "big")
+        sock.sendall(preface + settings + ack + window)
+        rest = bytearray()
+        sock.settimeout(5)
+        body = 0
+        while True:
+            data = sock.recv(65536)
+            assert data, "connection closed before the body ended"
+            rest += data
+            frames = _raw_frames(bytes(rest))
+            body = sum(f[3] for f in frames if f[0] == 0x0 and f[2] == 1)
+            if [f for f in frames if f[0] == 0x0 and f[2] == 1 and f[1] & 0x1]:
+                break
+        assert body == 100_000, frames
+    finally:
+        sock.close()

@@ -1,4 +1,4 @@
-"""Fuzzing (issue 10 point 5), the short run inside the suite: about 20 s
+"""Fuzzing (issue 10 point 5), the short run inside the suite: about 15 s
 of test/h2x/fuzz.py rounds with a fixed seed against one httpd (the
 standard config plus the mod_h2x_test handlers).  No round may crash httpd,
 leave a validly opened stream without END_STREAM or RST_STREAM (DESIGN.md
@@ -15,7 +15,7 @@ from h2x.httpd import Httpd
 pytestmark = [pytest.mark.h2, pytest.mark.slow]
 
 SEED = 620
-SECONDS = 20
+SECONDS = 15
 
 
 def test_h2x_620_01_fuzz_short(env, pytestconfig):
