@@ -5,6 +5,8 @@ with time stamps flushed as they are written, bodiless statuses - and these
 helpers send them and check what the client saw."""
 
 import hashlib
+import json
+import os
 import time
 from typing import Callable, Tuple
 
@@ -126,3 +128,35 @@ def reset_while_sleeping(c, sleep_path: str, next_path: str, next_within: float,
     assert not [f for f in c.stream(sid).frames if f.type in ("HEADERS", "DATA")], \
         c.stream(sid).frames_str()
     assert get(c, next_path).status == 200 and not c.goaways
+
+
+def h2_environ(c, path: str) -> dict:
+    """GET `path`, an application that answers its environment as JSON;
+    check that it saw an HTTP/2 request (SERVER_PROTOCOL, the HTTP2 and
+    H2_STREAM_ID variables) and return the environment."""
+    s = get(c, path)
+    assert s.status == 200, s
+    assert_flushed_end(s)
+    env = json.loads(s.body)
+    assert env["SERVER_PROTOCOL"] == "HTTP/2.0", env
+    assert env["HTTP2"] == "on", env
+    assert env["H2_STREAM_ID"] == str(s.sid), env
+    return env
+
+
+def php_downloads(frame_client, docdir: str, prefix: str, how: str):
+    """3 MiB from test/php over h2c and h2: echoed by big.php with and
+    without a Content-Length ("echo-length", "echo-no-length"), or f565.bin
+    of `docdir` by readfile.php ("readfile"); byte-exact."""
+    size = 3 * 1024 * 1024 + 5
+    for tls in (False, True):
+        c = frame_client(tls=tls, timeout=30)
+        if how == "readfile":
+            s = get(c, f"{prefix}/readfile.php?name=f565.bin", timeout=30)
+            with open(os.path.join(docdir, "f565.bin"), "rb") as f:
+                want = f.read()
+        else:
+            s = get(c, f"{prefix}/big.php?size={size}&cl={int(how == 'echo-length')}",
+                    timeout=30)
+            want = php_pattern(size)
+        check_download(s, want, tls)

@@ -220,3 +220,31 @@ def assert_headers_only(s, status: int):
     kinds = [f for f in s.frames if f.type in ("HEADERS", "DATA", "RST_STREAM")]
     assert len(kinds) == 1 and kinds[0].type == "HEADERS" and kinds[0].end_stream, \
         s.frames_str()
+
+
+# A CGI that prints its headers and nothing else: no Content-Length, no body.
+HEADERS_ONLY_CGI = """#!/usr/bin/python3
+import sys
+sys.stdout.write("Content-Type: application/octet-stream\\nX-Only: headers\\n\\n")
+"""
+
+# Dribbles "line <i>" every 100 ms, ?n= lines (100), as
+# application/octet-stream (httpd's filters hold back the first ~0.8 s of a
+# text/plain CGI stream); writes its pid to ?pidfile= first; exits when its
+# output breaks (the stream was reset).
+DRIBBLE_CGI = """#!/usr/bin/python3
+import os, signal, sys, time, urllib.parse
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+q = urllib.parse.parse_qs(os.environ.get("QUERY_STRING", ""))
+pidfile = q.get("pidfile", [""])[0]
+if pidfile.startswith("/tmp/") and ".." not in pidfile:
+    with open(pidfile, "w") as f:
+        f.write("%d\\n" % os.getpid())
+out = sys.stdout.buffer
+out.write(b"Content-Type: application/octet-stream\\n\\n")
+out.flush()
+for i in range(int(q.get("n", ["100"])[0])):
+    out.write(b"line %d\\n" % i)
+    out.flush()
+    time.sleep(0.1)
+"""

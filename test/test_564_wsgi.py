@@ -26,14 +26,13 @@ a slow request leaves the connection serving at once.
 """
 
 import hashlib
-import json
 import os
 import shutil
 import time
 
 import pytest
 
-from app_helpers import (body_of, check_download, check_timed_lines, get, md5_line,
+from app_helpers import (body_of, check_download, check_timed_lines, get, h2_environ, md5_line,
                          mixed_streams, post, reset_while_sleeping)
 from core_helpers import assert_flushed_end, assert_headers_only
 
@@ -92,14 +91,7 @@ def server(httpd):
 def test_h2x_564_01_environ(server, frame_client, mode, tls):
     """The application sees an HTTP/2 request: SERVER_PROTOCOL HTTP/2.0, the
     HTTP2 variable, the stream id, the url scheme of the transport."""
-    c = frame_client(tls=tls)
-    s = get(c, f"{PREFIX[mode]}/env")
-    assert s.status == 200, s
-    assert_flushed_end(s)
-    env = json.loads(s.body)
-    assert env["SERVER_PROTOCOL"] == "HTTP/2.0", env
-    assert env["HTTP2"] == "on", env
-    assert env["H2_STREAM_ID"] == str(s.sid), env
+    env = h2_environ(frame_client(tls=tls), f"{PREFIX[mode]}/env")
     assert env["wsgi.url_scheme"] == ("https" if tls else "http"), env
     assert env["mod_wsgi.process_group"] == ("h2x564" if mode == "daemon" else ""), env
 
@@ -140,7 +132,7 @@ def test_h2x_564_03_download_exact(server, frame_client, mode, how):
                                          ("s=204", 204), ("s=304", 304)],
                          ids=["200-empty", "200-blank-block", "204", "304"])
 @pytest.mark.parametrize("mode", MODES)
-def test_h2x_564_04_nobody_of(server, frame_client, mode, case, status):
+def test_h2x_564_04_no_body(server, frame_client, mode, case, status):
     """An answer without a body - an empty 200 (no block, or one empty
     block), a 204, a 304 - ends on its HEADERS frame: no zero-length DATA
     frame (what breaks gRPC clients), on h2c and h2."""

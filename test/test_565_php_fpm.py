@@ -22,7 +22,6 @@ and a client reset of a sleeping script.
 """
 
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -31,8 +30,8 @@ import time
 
 import pytest
 
-from app_helpers import (body_of, php_pattern, check_download, check_timed_lines, get, md5_line,
-                         mixed_streams, post, reset_while_sleeping)
+from app_helpers import (body_of, check_timed_lines, get, h2_environ, md5_line, mixed_streams,
+                         php_downloads, php_pattern, post, reset_while_sleeping)
 from core_helpers import assert_flushed_end, assert_headers_only
 
 pytestmark = pytest.mark.h2
@@ -127,14 +126,7 @@ def _fpm_log(root: str) -> str:
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 def test_h2x_565_01_server_vars(server, frame_client, tls):
     """PHP sees an HTTP/2 request over its transport."""
-    c = frame_client(tls=tls)
-    s = get(c, f"{P}/env.php")
-    assert s.status == 200, s
-    assert_flushed_end(s)
-    env = json.loads(s.body)
-    assert env["SERVER_PROTOCOL"] == "HTTP/2.0", env
-    assert env["HTTP2"] == "on", env
-    assert env["H2_STREAM_ID"] == str(s.sid), env
+    env = h2_environ(frame_client(tls=tls), f"{P}/env.php")
     assert env["REQUEST_SCHEME"] == ("https" if tls else "http"), env
     assert env["HTTPS"] == ("on" if tls else None), env
 
@@ -193,21 +185,11 @@ def test_h2x_565_03_multipart_upload(server, frame_client, tls):
 def test_h2x_565_04_download_exact(server, frame_client, how):
     """3 MiB from PHP (echoed in 64 KiB pieces, with and without a
     Content-Length, and by readfile()) arrive byte-exact over h2c and h2."""
-    size = 3 * MIB + 5
-    for tls in (False, True):
-        c = frame_client(tls=tls, timeout=30)
-        if how == "readfile":
-            s = get(c, f"{P}/readfile.php?name=f565.bin", timeout=30)
-            with open(os.path.join(server.docroot, P.strip("/"), "f565.bin"), "rb") as f:
-                want = f.read()
-        else:
-            s = get(c, f"{P}/big.php?size={size}&cl={int(how == 'echo-length')}", timeout=30)
-            want = php_pattern(size)
-        check_download(s, want, tls)
+    php_downloads(frame_client, os.path.join(server.docroot, P.strip("/")), P, how)
 
 
 @pytest.mark.parametrize("status", [200, 204, 304])
-def test_h2x_565_05_nobody_of(server, frame_client, status):
+def test_h2x_565_05_no_body(server, frame_client, status):
     """A script that answers without a body (a 200 with Content-Length 0,
     a 204, a 304) ends its stream on the HEADERS frame, over h2c and h2."""
     for tls in (False, True):

@@ -24,13 +24,12 @@ prefork); this test loads it into its own config only.
 """
 
 import hashlib
-import json
 import os
 import shutil
 
 import pytest
 
-from app_helpers import (body_of, php_pattern, check_download, check_timed_lines, get, md5_line,
+from app_helpers import (body_of, check_timed_lines, get, h2_environ, md5_line, php_downloads,
                          post, reset_while_sleeping)
 from core_helpers import assert_flushed_end, assert_headers_only
 
@@ -75,14 +74,7 @@ LoadModule php_module {MOD_PHP}
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
 def test_h2x_566_01_server_vars(server, frame_client, tls):
     """PHP in a prefork child sees an HTTP/2 request over its transport."""
-    c = frame_client(tls=tls)
-    s = get(c, f"{P}/env.php")
-    assert s.status == 200, s
-    assert_flushed_end(s)
-    env = json.loads(s.body)
-    assert env["SERVER_PROTOCOL"] == "HTTP/2.0", env
-    assert env["HTTP2"] == "on", env
-    assert env["H2_STREAM_ID"] == str(s.sid), env
+    env = h2_environ(frame_client(tls=tls), f"{P}/env.php")
     assert env["REQUEST_SCHEME"] == ("https" if tls else "http"), env
 
 
@@ -121,17 +113,7 @@ def test_h2x_566_03_multipart_upload(server, frame_client, tls):
 @pytest.mark.parametrize("how", ["echo-length", "echo-no-length", "readfile"])
 def test_h2x_566_04_download_exact(server, frame_client, how):
     """3 MiB from PHP arrive byte-exact over h2c and h2."""
-    size = 3 * MIB + 5
-    for tls in (False, True):
-        c = frame_client(tls=tls, timeout=30)
-        if how == "readfile":
-            s = get(c, f"{P}/readfile.php?name=f565.bin", timeout=30)
-            with open(os.path.join(server.docroot, P.strip("/"), "f565.bin"), "rb") as f:
-                want = f.read()
-        else:
-            s = get(c, f"{P}/big.php?size={size}&cl={int(how == 'echo-length')}", timeout=30)
-            want = php_pattern(size)
-        check_download(s, want, tls)
+    php_downloads(frame_client, os.path.join(server.docroot, P.strip("/")), P, how)
 
 
 @pytest.mark.parametrize("status", [200, 204, 304])

@@ -93,7 +93,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from core_helpers import TEST_HANDLER_CONF, pattern_body, sha
+from core_helpers import DRIBBLE_CGI, HEADERS_ONLY_CGI, TEST_HANDLER_CONF, pattern_body, sha
 from h2x.httpd import file_content
 
 pytestmark = pytest.mark.h2
@@ -113,33 +113,6 @@ MIB = 1024 * 1024
 EDGE_SIZES = [0, 1, 16383, 16384, 16385, 65535, 65536, MIB + 1]
 UPLOAD_SIZES = [0, 65535, 65536, MIB + 1]
 HTTP_2 = "HTTP_2"
-
-# A CGI that prints its headers and nothing else: no Content-Length, no body.
-HEADERS_ONLY_CGI = """#!/usr/bin/python3
-import sys
-sys.stdout.write("Content-Type: application/octet-stream\\nX-Only: headers\\n\\n")
-"""
-
-# Dribbles "line <i>" every 100 ms, ?n= lines (100), as
-# application/octet-stream (httpd's filters hold back the first ~0.8 s of a
-# text/plain CGI stream); writes its pid to ?pidfile= first; exits when its
-# output breaks (the stream was reset).
-DRIBBLE_CGI = """#!/usr/bin/python3
-import os, signal, sys, time, urllib.parse
-signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-q = urllib.parse.parse_qs(os.environ.get("QUERY_STRING", ""))
-pidfile = q.get("pidfile", [""])[0]
-if pidfile.startswith("/tmp/") and ".." not in pidfile:
-    with open(pidfile, "w") as f:
-        f.write("%d\\n" % os.getpid())
-out = sys.stdout.buffer
-out.write(b"Content-Type: application/octet-stream\\n\\n")
-out.flush()
-for i in range(int(q.get("n", ["100"])[0])):
-    out.write(b"line %d\\n" % i)
-    out.flush()
-    time.sleep(0.1)
-"""
 
 SERVER_CONF = TEST_HANDLER_CONF + """
 # client port and stream id of every request: one port = one connection
