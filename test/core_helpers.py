@@ -6,6 +6,7 @@ directory on sys.path, so the tests `import core_helpers`.
 
 import base64
 import hashlib
+import os
 import socket
 import ssl
 import time
@@ -248,3 +249,22 @@ for i in range(int(q.get("n", ["100"])[0])):
     out.flush()
     time.sleep(0.1)
 """
+
+
+def wait_gone(pidfile, timeout):
+    """True when the pid in `pidfile` has exited (within `timeout`)."""
+    deadline = time.monotonic() + timeout
+    pid = None
+    while time.monotonic() < deadline:
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read().strip())
+            break
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    assert pid, f"no pid in {pidfile}"
+    while time.monotonic() < deadline:
+        if not os.path.exists(f"/proc/{pid}"):     # the CGI runs as www-data
+            return True
+        time.sleep(0.05)
+    return False

@@ -42,6 +42,7 @@ import pytest
 
 from core_helpers import TEST_HANDLER_CONF, header_lines, parse_env_body, pattern_body
 from h2x.frames import PREFACE, ErrorCodes, FrameClient, error_name
+from h2x.fuzz import hp_int
 
 pytestmark = pytest.mark.h2
 
@@ -98,20 +99,6 @@ def setting(ident: int, value: int) -> bytes:
 def prio(depends_on: int = 0, weight: int = 16, exclusive: bool = False) -> bytes:
     """The 5-byte priority block of PRIORITY (and HEADERS with PRIORITY)."""
     return u32(depends_on | (0x80000000 if exclusive else 0)) + bytes([weight - 1])
-
-
-def hp_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    """RFC 7541 §5.1 integer with an N-bit prefix; `first` holds the opcode bits."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = bytearray([first | limit])
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _b(s: Union[str, bytes]) -> bytes:

@@ -40,7 +40,8 @@ import time
 
 import pytest
 
-from core_helpers import DRIBBLE_CGI, HEADERS_ONLY_CGI, TEST_HANDLER_CONF, pattern_body, sha
+from core_helpers import (DRIBBLE_CGI, HEADERS_ONLY_CGI, TEST_HANDLER_CONF, pattern_body, sha,
+                          wait_gone)
 from h2x.httpd import file_content
 
 pytestmark = pytest.mark.h2
@@ -203,25 +204,6 @@ def test_h2x_593_03_trailers(server, h2client, env, tls):
 
 # -- 4: cancelled requests ----------------------------------------------------
 
-def _wait_gone(pidfile, timeout):
-    """True when the pid in `pidfile` has exited (within `timeout`)."""
-    deadline = time.monotonic() + timeout
-    pid = None
-    while time.monotonic() < deadline:
-        try:
-            with open(pidfile) as f:
-                pid = int(f.read().strip())
-            break
-        except (OSError, ValueError):
-            time.sleep(0.05)
-    assert pid, f"no pid in {pidfile}"
-    while time.monotonic() < deadline:
-        if not os.path.exists(f"/proc/{pid}"):     # the CGI runs as www-data
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _dribbled(n):
     """The first n bytes DRIBBLE_CGI writes."""
     return "".join(f"line {i}\n" for i in range(n // 5 + 1)).encode()[:n]
@@ -271,7 +253,7 @@ def test_h2x_593_04_cancel_mid_body(server, h2client, env, piddir, tls):
         time.sleep(0.1)
     assert stopped, "h2x-stream never stopped:\n" + server.error_log_tail(15)
     # ... and so did the CGI (it exits when its output breaks).
-    assert _wait_gone(pidfile, 5), "dribble.py still running after the cancel"
+    assert wait_gone(pidfile, 5), "dribble.py still running after the cancel"
     # The server is fine on a new connection too.
     again = run_go(h2client, env, server, tls, "sequence", paths=small)
     assert_ok(again["results"][0], file_content(16385))

@@ -93,7 +93,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from core_helpers import DRIBBLE_CGI, HEADERS_ONLY_CGI, TEST_HANDLER_CONF, pattern_body, sha
+from core_helpers import (DRIBBLE_CGI, HEADERS_ONLY_CGI, TEST_HANDLER_CONF, pattern_body, sha,
+                          wait_gone)
 from h2x.httpd import file_content
 
 pytestmark = pytest.mark.h2
@@ -403,25 +404,6 @@ def test_h2x_594_04_streamed_response(server, java, env, tls):
 
 # -- 5: cancellation ----------------------------------------------------------
 
-def _wait_gone(pidfile, timeout):
-    """True when the pid in `pidfile` has exited (within `timeout`)."""
-    deadline = time.monotonic() + timeout
-    pid = None
-    while time.monotonic() < deadline:
-        try:
-            with open(pidfile) as f:
-                pid = int(f.read().strip())
-            break
-        except (OSError, ValueError):
-            time.sleep(0.05)
-    assert pid, f"no pid in {pidfile}"
-    while time.monotonic() < deadline:
-        if not os.path.exists(f"/proc/{pid}"):     # the CGI runs as www-data
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @MODES
 def test_h2x_594_05_cancel(server, java, env, piddir, tls):
     """A 30 s dribbling CGI, three lines read, then (1) the InputStream of
@@ -458,7 +440,7 @@ def test_h2x_594_05_cancel(server, java, env, piddir, tls):
     assert_no_resets(out)
     # The CGIs noticed (exit on their broken output) long before their 30 s.
     for p in pidfiles:
-        assert _wait_gone(p, 5), f"{os.path.basename(p)}: the CGI still runs after the reset"
+        assert wait_gone(p, 5), f"{os.path.basename(p)}: the CGI still runs after the reset"
     # All on one connection: warm-up, two cancelled, six after.
     _one_connection(server, tag, 9, [out["warm"], c1] + closed["after"] + cancelled["after"])
 

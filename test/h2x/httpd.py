@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 import weakref
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from . import logscan
 from .ports import free_ports, port_accepts
@@ -124,6 +124,9 @@ class Httpd:
             self.sanitizer_dir = env.make_sanitizer_dir(os.path.join(self.root, "logs"))
         self.log = logscan.LogScanner(self.error_log_path, sanitizer_dir=self.sanitizer_dir)
         self._config_kw = None
+        # Environment variables for apache2 beside the clean default (a
+        # test that needs one sets and removes it; see _apache2()).
+        self.extra_env: Dict[str, str] = {}
         Httpd._live.add(self)
 
     # -- paths and urls ---------------------------------------------------
@@ -364,6 +367,7 @@ class Httpd:
                 env[var] = os.environ[var]
         if self.env.sanitize:
             env.update(self.sanitizer_environment())
+        env.update(self.extra_env)
         cmd = [self.env.apache2, "-d", self.root, "-f", conf or self.conf_path, *args]
         return subprocess.run(cmd, env=env, capture_output=True, text=True,
                               timeout=timeout)
