@@ -7,6 +7,7 @@ helpers send them and check what the client saw."""
 import hashlib
 import json
 import os
+import shutil
 import time
 from typing import Callable, Tuple
 
@@ -160,3 +161,22 @@ def php_downloads(frame_client, docdir: str, prefix: str, how: str):
                     timeout=30)
             want = php_pattern(size)
         check_download(s, want, tls)
+
+
+PHP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "php")
+
+
+def install_php(httpd, prefix: str):
+    """test/php's scripts under `prefix` of httpd's document root, with the
+    3 MiB f565.bin beside them, and a PHP upload directory owned by
+    www-data; returns (script directory, upload directory)."""
+    docdir = os.path.join(httpd.docroot, prefix.strip("/"))
+    os.makedirs(docdir, exist_ok=True)
+    for name in os.listdir(PHP_DIR):
+        shutil.copy(os.path.join(PHP_DIR, name), os.path.join(docdir, name))
+        os.chmod(os.path.join(docdir, name), 0o644)
+    httpd.make_file(f"{prefix}/f565.bin", 3 * 1024 * 1024 + 5)
+    tmp = os.path.join(httpd.root, "php-tmp")
+    os.makedirs(tmp, exist_ok=True)
+    shutil.chown(tmp, "www-data", "www-data")
+    return docdir, tmp

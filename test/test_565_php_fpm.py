@@ -23,21 +23,19 @@ and a client reset of a sleeping script.
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import time
 
 import pytest
 
-from app_helpers import (body_of, check_timed_lines, get, h2_environ, md5_line, mixed_streams,
-                         php_downloads, php_pattern, post, reset_while_sleeping)
+from app_helpers import (body_of, check_timed_lines, get, h2_environ, install_php, md5_line,
+                         mixed_streams, php_downloads, php_pattern, post, reset_while_sleeping)
 from core_helpers import assert_flushed_end, assert_headers_only
 
 pytestmark = pytest.mark.h2
 
 PHP_FPM = "/usr/sbin/php-fpm8.2"
-PHP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "php")
 KIB = 1024
 MIB = 1024 * KIB
 PROXY_TIMEOUT = 2
@@ -76,15 +74,7 @@ def server(httpd, env):
     assert proxy_fcgi, "Debian's mod_proxy_fcgi.so is part of apache2"
     root = httpd.root
     sock = os.path.join(root, "run", "php-fpm.sock")
-    tmp = os.path.join(root, "php-tmp")
-    os.makedirs(tmp, exist_ok=True)
-    shutil.chown(tmp, "www-data", "www-data")
-    docdir = os.path.join(httpd.docroot, P.strip("/"))
-    os.makedirs(docdir, exist_ok=True)
-    for name in os.listdir(PHP_DIR):
-        shutil.copy(os.path.join(PHP_DIR, name), os.path.join(docdir, name))
-        os.chmod(os.path.join(docdir, name), 0o644)
-    httpd.make_file(f"{P}/f565.bin", 3 * MIB + 5)
+    docdir, _ = install_php(httpd, P)
     conf = os.path.join(root, "conf", "php-fpm.conf")
     with open(conf, "w") as f:
         f.write(_fpm_conf(root, sock))

@@ -25,18 +25,16 @@ prefork); this test loads it into its own config only.
 
 import hashlib
 import os
-import shutil
 
 import pytest
 
-from app_helpers import (body_of, check_timed_lines, get, h2_environ, md5_line, php_downloads,
-                         post, reset_while_sleeping)
+from app_helpers import (body_of, check_timed_lines, get, h2_environ, install_php, md5_line,
+                         php_downloads, post, reset_while_sleeping)
 from core_helpers import assert_flushed_end, assert_headers_only
 
 pytestmark = pytest.mark.h2
 
 MOD_PHP = "/usr/lib/apache2/modules/libphp8.2.so"
-PHP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "php")
 KIB = 1024
 MIB = 1024 * KIB
 P = "/p566"
@@ -46,15 +44,7 @@ P = "/p566"
 def server(httpd, env):
     if not os.path.exists(MOD_PHP):
         pytest.skip(f"{MOD_PHP} is missing (Debian package libapache2-mod-php8.2)")
-    docdir = os.path.join(httpd.docroot, P.strip("/"))
-    os.makedirs(docdir, exist_ok=True)
-    for name in os.listdir(PHP_DIR):
-        shutil.copy(os.path.join(PHP_DIR, name), os.path.join(docdir, name))
-        os.chmod(os.path.join(docdir, name), 0o644)
-    httpd.make_file(f"{P}/f565.bin", 3 * MIB + 5)
-    tmp = os.path.join(httpd.root, "php-tmp")
-    os.makedirs(tmp, exist_ok=True)
-    shutil.chown(tmp, "www-data", "www-data")
+    docdir, tmp = install_php(httpd, P)
     if env.sanitize:
         # Debian's conf.d loads opcache.so, which PHP opens with
         # RTLD_DEEPBIND, and ASan aborts on that (google/sanitizers issue
