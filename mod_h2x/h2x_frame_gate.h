@@ -27,10 +27,6 @@ namespace h2x {
 
 class FrameGate {
   public:
-    /* Where the client's bytes are: in the 24-byte connection preface
-     * (RFC 9113 §3.4), in a frame header, or in a frame's payload. */
-    enum class Where { PREFACE, HEADER, PAYLOAD, STOPPED };
-
     /* Returns how many of the `len` next bytes of the client may go to
      * nghttp2: all of them, or those in front of the first frame that
      * breaks a rule; then *error is the RFC 9113 error code and the gate
@@ -38,11 +34,14 @@ class FrameGate {
     std::size_t pass(const std::uint8_t *data, std::size_t len, std::uint32_t max_frame,
                      std::uint32_t *error) noexcept;
 
-    Where where() const noexcept { return where_; }
     /* For the log: the frame the gate stopped in front of. */
     std::string describe_stop() const;
 
   private:
+    /* Where the client's bytes are: in the 24-byte connection preface
+     * (RFC 9113 §3.4), in a frame header, or in a frame's payload. */
+    enum class Where { PREFACE, HEADER, PAYLOAD, STOPPED };
+
     static constexpr std::size_t PREFACE_LEN = 24;
     static constexpr std::size_t HEADER_LEN = 9;
 

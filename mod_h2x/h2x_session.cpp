@@ -909,7 +909,10 @@ ssize_t Session::on_data_read(int32_t stream_id, uint8_t *buf, size_t length,
     if (!s || !s->out) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    if (upgrade_hold_until_ && apr_time_now() < upgrade_hold_until_) {
+    if (upgrade_hold_until_ && apr_time_now() >= upgrade_hold_until_) {
+        upgrade_hold_until_ = 0;  /* no ACK within UPGRADE_HOLD_MAX: stop asking the clock */
+    }
+    if (upgrade_hold_until_) {
         /* h2c Upgrade: the upgraded request's DATA waits until the client
          * has acknowledged our SETTINGS, the first frame after the 101
          * (RFC 7540 §3.2, RFC 9113 §3.4). The client then has read what
