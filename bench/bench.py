@@ -226,20 +226,34 @@ def measure(server: BaseServer, wl: Workload, transport: str, series: str, n: in
 
 
 def measure_memory(server: BaseServer, transport: str, count: int) -> Dict:
-    """RSS growth of the server with `count` idle HTTP/2 connections."""
+    """RSS growth of the server with `count` idle HTTP/2 connections.
+
+    bytes_per_conn is all of it; state_bytes_per_conn leaves out the growth
+    of the thread stacks.  On fresh servers each of these connections is
+    served (preface, then the client's SETTINGS ACK) by MPM threads that
+    mostly never ran a job before, and each such thread's stack grows by a
+    page or more and keeps it: a one-time cost per thread, bounded by
+    ThreadsPerChild, not state the connection holds.  Measured 2026-12-02
+    with three batches of 500 connections held open one after the other on
+    one server: the stacks grew by 7.6, 0.6 and 0.0 KiB per connection of
+    each batch for mod_h2x (6.8, 1.0, 0.2 for mod_http2) while the rest
+    stayed at ~30 (~67) KiB per connection (docs/performance.md)."""
     port = server.https_port if transport == "h2" else server.http_port
     time.sleep(0.5)
-    before = server.rss_bytes()
+    before, stack_before = server.rss_bytes(), server.stack_rss_bytes()
     socks = idle.open_idle(port, count, tls=transport == "h2")
     try:
         time.sleep(1.5)          # let the server settle (per-connection state is set up)
-        after = server.rss_bytes()
+        after, stack_after = server.rss_bytes(), server.stack_rss_bytes()
     finally:
         idle.close_all(socks)
     time.sleep(0.5)
+    stack = (stack_after - stack_before) / count
+    per_conn = (after - before) / count
     return {"module": server.name, "transport": transport, "connections": count,
             "rss_before": before, "rss_after": after,
-            "bytes_per_conn": (after - before) / count}
+            "bytes_per_conn": per_conn, "stack_bytes_per_conn": stack,
+            "state_bytes_per_conn": per_conn - stack}
 
 
 def warm_up(server: BaseServer):
