@@ -37,7 +37,9 @@ CustomLog with the client port (%{remote}p) and H2_STREAM_ID.
   connection;
 - a graceful restart, twice, while 100 GETs run (8 in flight): the server
   resets nothing, its GOAWAYs say NO_ERROR, and every request ends 200
-  byte-exact, except as below.
+  byte-exact, except as below;
+- 36 h2c Upgrades (6 at a time) by new clients whose own requests get
+  12 KB - 100 KB files: byte-exact, each stream 1 of its own connection.
 
 Two things that shape the tests:
 
@@ -54,9 +56,11 @@ more than 32 KiB arrive with the 101 ("connection buffer size is too
 small to store data following HTTP Upgrade response header").  mod_h2x
 now holds stream 1's DATA until the client has acknowledged its SETTINGS
 (test_100_17: curl's failures, about 1 in 200 upgraded 100 KB downloads,
-went to none in 1,000); the tests here still keep every h2c Upgrade's
-first response small and the h2c graceful test's responses at most
-8000 bytes, as written before that change.
+went to none in 1,000).  test_594_07 shows it for the JDK: 36 Upgrades,
+6 at a time, each on a new connection, whose own responses are 12 KB to
+100 KB (without the wait it failed in 2 of 4 runs); the other tests
+still keep every h2c Upgrade's first response small and the h2c graceful
+test's responses at most 8000 bytes, as written before that change.
 
 GOAWAY ends the connection.  JDK 17 up to 17.0.16 (JDK-8335181, fixed in
 17.0.17, which added ExchangeImpl.isUnprocessedByPeer) calls
@@ -586,3 +590,34 @@ def test_h2x_594_06_graceful_restart(server, java, env, tls):
           f"GOAWAYs seen {len(goaways)}, server GOAWAYs {sent}")
     for a in jdk_aborted:
         print("  dropped by the JDK on GOAWAY: request %d (port %s): %s" % a)
+
+
+# -- 7: h2c Upgrades whose own response is large ------------------------------
+
+UPGRADE_SIZES = [12000, 20000, 40000, 65535, 65536, 100000]
+
+
+def test_h2x_594_07_upgrade_with_large_first_response(server, java, env):
+    """36 h2c Upgrades, 6 at a time, each by a new client on a new
+    connection, each asking for a file of 12 KB to 100 KB with the Upgrade
+    request itself: every response byte-exact, HTTP_2, served as stream 1
+    of its own connection.  Without the wait for the client's SETTINGS ACK
+    before stream 1's DATA (test_100_17) the JDK failed a request with
+    "EOFException: EOF reached while reading" in 2 of 4 such runs (24
+    Upgrades each; 0 of 6 with it)."""
+    tag = _tag("07", False)
+    for size in UPGRADE_SIZES:
+        server.make_file(f"/f594/up-{size}.bin", size)
+    count = 6 * len(UPGRADE_SIZES)
+    paths = [f"/f594/up-{size}.bin?t={tag}" for size in UPGRADE_SIZES]
+    out = run_java(java, env, server, False, "fresh", paths=",".join(paths), count=count,
+                   concurrency=6, wait=120)
+    results = out["results"]
+    assert len(results) == count, out
+    for i, r in enumerate(results):
+        assert_ok(r, file_content(UPGRADE_SIZES[i % len(UPGRADE_SIZES)]))
+    assert_no_resets(out)
+    entries = _log_entries(server, tag, count)
+    assert len(entries) == count, (f"{len(entries)} of {count} requests logged", entries)
+    assert {e["stream"] for e in entries} == {"1"}, entries
+    assert len({e["port"] for e in entries}) == count, entries

@@ -53,6 +53,7 @@ import java.security.cert.Certificate;
 import java.security.cert.CertificateFactory;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -221,7 +222,8 @@ public class H2Client {
      *  expiry the exchange is cancelled and a TimeoutException thrown. */
     static <T> HttpResponse<T> exchange(HttpRequest req, HttpResponse.BodyHandler<T> h, Result r)
             throws Exception {
-        CompletableFuture<HttpResponse<T>> cf = client.sendAsync(req, info -> {
+        HttpClient c = OWN_CLIENT.get();
+        CompletableFuture<HttpResponse<T>> cf = (c != null ? c : client).sendAsync(req, info -> {
             r.headersMs = ms();
             return h.apply(info);
         });
@@ -526,6 +528,44 @@ public class H2Client {
         return out;
     }
 
+    /** A thread's own client (scenario fresh); exchange() uses it if set. */
+    static final ThreadLocal<HttpClient> OWN_CLIENT = new ThreadLocal<>();
+
+    /** fresh: --count GETs of the --paths in turn, --concurrency (1) at a
+     *  time, each with a new client, so each on a new connection (for
+     *  http://, each an h2c Upgrade whose own request gets the response). */
+    static Map<String, Object> scenarioFresh() throws Exception {
+        List<String> paths = listOpt("paths");
+        int count = intOpt("count", 10);
+        int lanes = intOpt("concurrency", 1);
+        Result[] results = new Result[count];
+        AtomicInteger next = new AtomicInteger();
+        List<Thread> threads = new ArrayList<>();
+        for (int l = 0; l < lanes; l++) {
+            Thread t = new Thread(() -> {
+                for (int i = next.getAndIncrement(); i < count; i = next.getAndIncrement()) {
+                    String p = paths.get(i % paths.size());
+                    String item = p + (p.contains("?") ? "&" : "?") + "i=" + i;
+                    try {
+                        OWN_CLIENT.set(newClient());
+                        results[i] = fetch(item, null);
+                    } catch (Exception e) {
+                        results[i] = new Result(item, item);
+                        results[i].error = describe(e);
+                    }
+                }
+            }, "fresh-" + l);
+            t.start();
+            threads.add(t);
+        }
+        for (Thread t : threads) {
+            t.join();
+        }
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("results", new Json.Raw(results(Arrays.asList(results))));
+        return out;
+    }
+
     /** stream: a warm-up GET of --warm, then GET --path with
      *  BodyHandlers.ofInputStream, noting when each line arrives. */
     static Map<String, Object> scenarioStream() throws Exception {
@@ -760,6 +800,7 @@ public class H2Client {
             case "stream": out = scenarioStream(); break;
             case "cancel": out = scenarioCancel(); break;
             case "loop": out = scenarioLoop(); break;
+            case "fresh": out = scenarioFresh(); break;
             default: usage(); return;
         }
         // --linger=ms: time for late frames to be logged before the report.
@@ -776,7 +817,7 @@ public class H2Client {
 
     static void usage() {
         System.err.println("usage: java H2Client --url=http(s)://host:port [--ca=pem] "
-                + "[--paths=a,b] [--count=N] ... gets|upload|sequence|stream|cancel|loop");
+                + "[--paths=a,b] [--count=N] ... gets|upload|sequence|stream|cancel|loop|fresh");
         System.exit(2);
     }
 
