@@ -420,7 +420,7 @@ public class H2Client {
         List<HttpRequest> reqs = new ArrayList<>();
         for (int i = 0; i < count; i++) {
             String p = paths.get(i % paths.size());
-            each.add(p + (p.contains("?") ? "&" : "?") + "i=" + i);
+            each.add(indexed(p, i));
             reqs.add(request(each.get(i)).build());
         }
         List<CompletableFuture<Result>> cfs = new ArrayList<>();
@@ -528,6 +528,11 @@ public class H2Client {
         return out;
     }
 
+    /** `path` with the query parameter i=<i> added (one URL per request). */
+    static String indexed(String path, int i) {
+        return path + (path.contains("?") ? "&" : "?") + "i=" + i;
+    }
+
     /** A thread's own client (scenario fresh); exchange() uses it if set. */
     static final ThreadLocal<HttpClient> OWN_CLIENT = new ThreadLocal<>();
 
@@ -545,7 +550,7 @@ public class H2Client {
             Thread t = new Thread(() -> {
                 for (int i = next.getAndIncrement(); i < count; i = next.getAndIncrement()) {
                     String p = paths.get(i % paths.size());
-                    String item = p + (p.contains("?") ? "&" : "?") + "i=" + i;
+                    String item = indexed(p, i);
                     try {
                         OWN_CLIENT.set(newClient());
                         results[i] = fetch(item, null);
@@ -736,7 +741,7 @@ public class H2Client {
                         return;
                     }
                     String p = paths.get(i % paths.size());
-                    getAsync(p + (p.contains("?") ? "&" : "?") + "i=" + i).thenAccept(r -> {
+                    getAsync(indexed(p, i)).thenAccept(r -> {
                         results[i] = r;
                         System.err.println("done " + done.incrementAndGet());
                         System.err.flush();
