@@ -18,6 +18,7 @@
 
 #include "h2x_config.h"
 #include "h2x_conn_ctx.h"
+#include "h2x_idle_watch.h"
 #include "h2x_session.h"
 
 namespace h2x {
@@ -254,6 +255,13 @@ apr_status_t session_cleanup(void *data) noexcept
     return APR_SUCCESS;
 }
 
+void c1_child_stopping(apr_pool_t *, int graceful) noexcept
+{
+    if (graceful) {
+        IdleWatch::child_stopping();
+    }
+}
+
 int c1_pre_close(conn_rec *c) noexcept
 {
     ConnCtx *ctx;
@@ -296,6 +304,15 @@ void c1_run(conn_rec *c, server_rec *s, const char *protocol, request_rec *upgra
     ctx->in_run = false;
     if (result == RunResult::YIELDED) {
         c->keepalive = AP_CONN_KEEPALIVE;
+#ifdef AP_MPMQ_CAN_WAITIO
+        if (!c->data_in_output_filters && ctx->session->park_idle()) {
+            /* The MPM's I/O queue, not its keep-alive queue, which it
+             * empties when it runs short of threads; h2x_idle_watch.h. */
+            c->cs->state = CONN_STATE_ASYNC_WAITIO;
+            c->cs->sense = CONN_SENSE_WANT_READ;
+            return;
+        }
+#endif
         c->cs->state = CONN_STATE_WRITE_COMPLETION;
         c->cs->sense = CONN_SENSE_DEFAULT;
         return;
@@ -320,6 +337,7 @@ void c1_register_hooks() noexcept
     ap_hook_protocol_switch(protocol_switch, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_protocol_get(protocol_get, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_pre_close_connection(c1_pre_close, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(c1_child_stopping, nullptr, nullptr, APR_HOOK_MIDDLE);
 }
 
 } // namespace h2x

@@ -1678,6 +1678,17 @@ RunResult Session::run(bool may_suspend) noexcept
 RunResult Session::run_attached(bool may_suspend) noexcept
 {
     apr_interval_time_t keepalive = server_->keep_alive_timeout;
+    if (idle_.wake()) {
+        /* IdleWatch expired the parked connection: idle for
+         * KeepAliveTimeout, or the child stops gracefully. Its read side is
+         * shut down; RFC 9113 §6.8: say GOAWAY, then close. */
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c1_,
+                      "h2x_session(%ld): idle connection expired", c1_->id);
+        start_shutdown(NGHTTP2_NO_ERROR);
+        write_output();
+        teardown();
+        return RunResult::CLOSED;
+    }
     for (;;) {
         if (!read_input()) {
             break;
@@ -1775,12 +1786,19 @@ void Session::pre_close() noexcept
     teardown();
 }
 
+bool Session::park_idle() noexcept
+{
+    return idle_.park(ap_get_conn_socket(c1_), idle_since_ + server_->keep_alive_timeout);
+}
+
 void Session::teardown() noexcept
 {
     if (state_ == SessionState::FINISHED) {
         return;
     }
     state_ = SessionState::FINISHED;
+    /* Before the MPM closes the socket: IdleWatch must not touch it then. */
+    idle_.unlink();
     log_summary("closed");
     /* Every stream still here ends now; workers stop at their next IO. */
     for (auto &kv : streams_) {

@@ -24,6 +24,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "h2x_frame_gate.h"
+#include "h2x_idle_watch.h"
 #include "h2x_mplx.h"
 #include "h2x_out_buf.h"
 #include "h2x_status.h"
@@ -51,6 +52,10 @@ class Session {
     RunResult run(bool may_suspend) noexcept;
     /* The connection is about to close (pre_close_connection hook). */
     void pre_close() noexcept;
+    /* After run() YIELDED: let IdleWatch keep KeepAliveTimeout while the
+     * MPM holds the connection in its I/O queue. False: not available,
+     * leave it to the MPM's keep-alive queue. */
+    bool park_idle() noexcept;
 
     static constexpr std::size_t OUT_FLUSH = 64 * 1024; /* coalesce writes up to this */
     /* An idle connection keeps a write buffer up to this size (enough for
@@ -197,6 +202,7 @@ class Session {
     int64_t settings_window_before_ = 0;
     bool settings_patched_ = false; /* see write_output() */
     apr_time_t idle_since_ = 0;
+    IdleEntry idle_;                /* parked by park_idle(), see run_attached() */
     apr_time_t last_blocked_check_ = 0;
     apr_bucket_brigade *in_bb_ = nullptr;
     apr_bucket_brigade *out_bb_ = nullptr;
