@@ -14,8 +14,10 @@ free thread) and keeps KeepAliveTimeout with a timer of its own
 The child here has 3 MPM threads.  Three HTTP/1.1 requests to a handler that
 sleeps hold all of them; the idle HTTP/2 connection then sends a request.
 It must be answered once a thread is free, on the same connection, without
-a GOAWAY.  The idle close after KeepAliveTimeout still works
-(test_360_idle.py, and _05 below on this small child).
+a GOAWAY (_01, _02).  The idle close after KeepAliveTimeout still works
+(_03; test_360_idle.py), a graceful restart closes parked connections at
+once (_04), and requests that race the idle close are answered or refused
+by a GOAWAY that allows a retry (_05).
 """
 
 import socket
@@ -169,3 +171,61 @@ def test_h2x_365_04_graceful_restart_closes_parked_connection(httpd, frame_clien
     c2 = frame_client(tls=tls)
     sid = c2.request("GET", "/1k.txt")
     assert c2.wait_stream_end(sid, timeout=5) and c2.stream(sid).status == 200
+
+
+def test_h2x_365_05_requests_racing_the_idle_close(httpd, frame_client):
+    """Requests sent just as KeepAliveTimeout runs out: each is answered,
+    or the GOAWAY that closes the connection names a last stream below it
+    (so the client may retry it, RFC 9113 §6.8). No stream is left open,
+    no error is logged. 8 connections, 5 rounds each, sending after 0.9 to
+    1.1 x KeepAliveTimeout of idleness."""
+    import random
+    httpd.reconfigure(extra_global=(
+        "ServerLimit 1\nStartServers 1\n"
+        f"ThreadsPerChild {THREADS}\nMaxRequestWorkers {THREADS}\n"
+        f"MinSpareThreads 1\nMaxSpareThreads {THREADS}\n"
+        "Timeout 30\nKeepAliveTimeout 1\n"))
+    rng = random.Random(365)
+    answered = refused = 0
+    errors = []
+
+    def one(tls, seed):
+        nonlocal answered, refused
+        r = random.Random(seed)
+        c = frame_client(tls=tls)
+        for _ in range(5):
+            if c.goaways or c.closed:
+                c = frame_client(tls=tls)
+            try:
+                sid = c.request("GET", "/1k.txt")
+            except OSError:
+                # Closed under us after the GOAWAY: what a client retries.
+                refused += 1
+                c = frame_client(tls=tls)
+                continue
+            if not c.wait_stream_end(sid, timeout=5):
+                errors.append((tls, sid, c.frames[-3:], c.close_reason))
+                return
+            s = c.stream(sid)
+            if s.ended_by == "GOAWAY":
+                if c.goaway.error_code != ErrorCodes.NO_ERROR or c.goaway.last_stream_id >= sid:
+                    errors.append((tls, sid, c.goaway))
+                    return
+                refused += 1
+                continue
+            if s.status != 200 or len(s.body) != 1024:
+                errors.append((tls, sid, s))
+                return
+            answered += 1
+            time.sleep(r.uniform(0.9, 1.1))
+
+    threads = [threading.Thread(target=one, args=(i % 2 == 1, rng.random()), daemon=True)
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert answered + refused == 40, (answered, refused)
+    assert answered >= 10, (answered, refused)
+    print(f"answered {answered}, refused by the idle GOAWAY {refused}")
