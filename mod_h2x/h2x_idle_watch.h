@@ -10,8 +10,10 @@
  * but which the MPM times out after `Timeout`, not `KeepAliveTimeout`.
  * IdleWatch keeps the shorter limit itself:
  *
- *  - Session parks its IdleEntry with a deadline when it yields idle, and
- *    takes it back (wake()) when the MPM calls it again;
+ *  - Session parks its IdleEntry with a deadline when it yields idle (if
+ *    KeepAliveTimeout is shorter than Timeout; else the keep-alive queue
+ *    keeps the longer limit), and takes it back (wake()) when the MPM
+ *    calls it again;
  *  - a thread of IdleWatch's own per child (created at child_init when the
  *    MPM can wait in CONN_STATE_ASYNC_WAITIO) sleeps until the earliest
  *    deadline, expires every parked entry past its deadline, and the

@@ -8,6 +8,7 @@
 #include <ap_mpm.h>
 #include <http_connection.h>
 #include <http_core.h>
+#include <http_main.h>
 #include <http_protocol.h>
 #include <http_request.h>
 #include <apr_base64.h>
@@ -1788,7 +1789,15 @@ void Session::pre_close() noexcept
 
 bool Session::park_idle() noexcept
 {
-    return idle_.park(ap_get_conn_socket(c1_), idle_since_ + server_->keep_alive_timeout);
+    /* The MPM's I/O queue closes a connection after `Timeout` (the main
+     * server's, which the connection's MPM record starts with, or its
+     * own): a KeepAliveTimeout longer than that is only kept in the
+     * keep-alive queue. */
+    apr_interval_time_t keepalive = server_->keep_alive_timeout;
+    if (keepalive >= ap_server_conf->timeout || keepalive >= c1_->base_server->timeout) {
+        return false;
+    }
+    return idle_.park(ap_get_conn_socket(c1_), idle_since_ + keepalive);
 }
 
 void Session::teardown() noexcept

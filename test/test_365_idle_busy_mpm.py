@@ -16,8 +16,9 @@ sleeps hold all of them; the idle HTTP/2 connection then sends a request.
 It must be answered once a thread is free, on the same connection, without
 a GOAWAY (_01, _02).  The idle close after KeepAliveTimeout still works
 (_03; test_360_idle.py), a graceful restart closes parked connections at
-once (_04), and requests that race the idle close are answered or refused
-by a GOAWAY that allows a retry (_05).
+once (_04), requests that race the idle close are answered or refused by
+a GOAWAY that allows a retry (_05), and a KeepAliveTimeout longer than
+Timeout (the I/O queue's limit) keeps the keep-alive queue (_06).
 """
 
 import socket
@@ -229,3 +230,21 @@ def test_h2x_365_05_requests_racing_the_idle_close(httpd, frame_client):
     assert answered + refused == 40, (answered, refused)
     assert answered >= 10, (answered, refused)
     print(f"answered {answered}, refused by the idle GOAWAY {refused}")
+
+
+def test_h2x_365_06_keepalive_longer_than_timeout(httpd, frame_client):
+    """The MPM's I/O queue closes a connection after Timeout. With a
+    KeepAliveTimeout longer than Timeout an idle session stays in the
+    keep-alive queue (as before), so KeepAliveTimeout still holds: GOAWAY
+    after 6 s idle with Timeout 3, not after 3 s."""
+    httpd.reconfigure(extra_global="Timeout 3\nKeepAliveTimeout 6\n")
+    c = frame_client()
+    sid = c.request("GET", "/1k.txt")
+    assert c.wait_stream_end(sid, timeout=5)
+    idle_since = c.stream(sid).end_time
+    assert c.wait_goaway(timeout=6 + 5), (c.frames[-5:], c.close_reason)
+    g = c.goaway
+    assert g.error_code == ErrorCodes.NO_ERROR and g.last_stream_id == sid, g
+    took = g.t - idle_since
+    assert 6 * 0.9 <= took <= 6 + 2.5, f"GOAWAY after {took:.2f}s idle"
+    assert c.wait_closed(timeout=5)
