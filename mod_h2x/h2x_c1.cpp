@@ -18,6 +18,7 @@
 
 #include "h2x_config.h"
 #include "h2x_conn_ctx.h"
+#include "h2x_conn_loop.h"
 #include "h2x_idle_watch.h"
 #include "h2x_session.h"
 
@@ -259,6 +260,7 @@ void c1_child_stopping(apr_pool_t *, int graceful) noexcept
 {
     if (graceful) {
         IdleWatch::child_stopping();
+        ConnLoop::child_stopping();
     }
 }
 
@@ -300,10 +302,15 @@ void c1_run(conn_rec *c, server_rec *s, const char *protocol, request_rec *upgra
     bool may_suspend = !upgrade && c->cs && ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) == APR_SUCCESS
                        && async;
     ctx->in_run = true;
-    RunResult result = ctx->session->run(may_suspend);
+    RunResult result = ctx->session->run(may_suspend, false);
     ctx->in_run = false;
     if (result == RunResult::YIELDED) {
         c->keepalive = AP_CONN_KEEPALIVE;
+        if (!c->data_in_output_filters && ConnLoop::adopt(c, true)) {
+            /* mod_h2x's event loop has it now (h2x_conn_loop.h). */
+            c->cs->state = CONN_STATE_SUSPENDED;
+            return;
+        }
 #ifdef AP_MPMQ_CAN_WAITIO
         if (!c->data_in_output_filters && ctx->session->park_idle()) {
             /* The MPM's I/O queue, not its keep-alive queue, which it
@@ -338,6 +345,7 @@ void c1_register_hooks() noexcept
     ap_hook_protocol_get(protocol_get, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_pre_close_connection(c1_pre_close, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(c1_child_stopping, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ConnLoop::register_hooks();
 }
 
 } // namespace h2x

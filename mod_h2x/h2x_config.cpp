@@ -123,7 +123,7 @@ ServerConfig fallback_ = {
     "fallback", UNSET, UNSET, DEFAULT_MAX_SESSION_STREAMS, DEFAULT_WINDOW_SIZE,
     1, 4, DEFAULT_MAX_WORKER_IDLE_SECS, DEFAULT_STREAM_MAX_MEM, 1,
     DEFAULT_TLS_WARMUP_SIZE, DEFAULT_TLS_COOLDOWN_SECS, 1, DEFAULT_PUSH_DIARY_SIZE,
-    nullptr, 0, 0, 0, 1, -1, 0, 0, DEFAULT_MAX_STREAM_ERRORS, 0, 0, 1, nullptr, 1};
+    nullptr, 0, 0, 0, 1, -1, 0, 0, DEFAULT_MAX_STREAM_ERRORS, 0, 0, 1, 1, nullptr, 1};
 
 int mpm_threads() noexcept
 {
@@ -176,6 +176,7 @@ void resolve(ServerConfig *c) noexcept
     dflt(c->proxy_requests, 0);
     dflt(c->websockets, 0);
     dflt(c->inline_requests, 1);
+    dflt(c->event_loop, 1);
     c->resolved = 1;
 }
 
@@ -456,6 +457,7 @@ constexpr FlagSpec EARLY_HINTS{&ServerConfig::early_hints, nullptr};
 constexpr FlagSpec OUTPUT_BUFFERING{&ServerConfig::output_buffering, nullptr};
 constexpr FlagSpec WEBSOCKETS{&ServerConfig::websockets, nullptr};
 constexpr FlagSpec INLINE_REQUESTS{&ServerConfig::inline_requests, nullptr};
+constexpr FlagSpec EVENT_LOOP{&ServerConfig::event_loop, nullptr};
 
 constexpr IntSpec MAX_STREAMS{&ServerConfig::max_session_streams, 1, INT_MAX64};
 constexpr IntSpec WINDOW_SIZE{&ServerConfig::window_size, 1, INT_MAX64}; /* RFC 9113 §6.9.2 */
@@ -569,6 +571,8 @@ const command_rec directives[] = {
      * such directive), so that a config that sets it starts either way. */
     AP_INIT_TAKE1("H2xInlineRequests", fn(&set_flag), spec(&INLINE_REQUESTS), RSRC_CONF,
                   "off to run every request on a worker, never on the connection's thread"),
+    AP_INIT_TAKE1("H2xEventLoop", fn(&set_flag), spec(&EVENT_LOOP), RSRC_CONF,
+                  "off to hand idle connections back to the MPM instead of mod_h2x's event loop"),
     {nullptr},
 };
 
@@ -593,6 +597,7 @@ void *create_server_config(apr_pool_t *p, server_rec *s)
     c->max_data_frame_len = c->max_header_block_len = c->max_stream_errors = UNSET;
     c->proxy_requests = c->websockets = UNSET;
     c->inline_requests = UNSET;
+    c->event_loop = UNSET;
     return c;
 }
 
@@ -627,6 +632,7 @@ void *merge_server_config(apr_pool_t *p, void *basev, void *addv)
     n->proxy_requests = pick(add->proxy_requests, base->proxy_requests);
     n->websockets = pick(add->websockets, base->websockets);
     n->inline_requests = pick(add->inline_requests, base->inline_requests);
+    n->event_loop = pick(add->event_loop, base->event_loop);
     n->obsolete = add->obsolete; /* each scope reports only its own */
     n->resolved = 0;
     return n;

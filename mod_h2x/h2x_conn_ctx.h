@@ -23,6 +23,7 @@ struct ConnCtx {
     Session *session;     /* c1: while the HTTP/2 session lives */
     bool in_run;          /* c1: a thread is inside session->run() */
     C2Task *task;         /* c2: the stream this secondary connection runs */
+    void *loop_entry;     /* c1: its place in the event loop (h2x_conn_loop.h) */
 };
 
 ConnCtx *conn_ctx(const conn_rec *c) noexcept;

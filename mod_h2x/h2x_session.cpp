@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
 #include <ap_mpm.h>
 #include <http_connection.h>
 #include <http_core.h>
@@ -16,6 +20,7 @@
 #include "h2x_c2_inline.h"
 #include "h2x_config.h"
 #include "h2x_conn_ctx.h"
+#include "h2x_conn_loop.h"
 #include "h2x_response.h"
 #include "h2x_workers.h"
 
@@ -1513,10 +1518,48 @@ bool Session::write_output() noexcept
         if (out_buf_.empty()) {
             return true;
         }
+        if (on_loop_ && !loop_may_flush()) {
+            loop_blocked_ = true;
+            return true;
+        }
         if (!flush_output()) {
             return false;
         }
     }
+}
+
+/* On the event loop: may out_buf_ go to the socket without blocking the
+ * loop's thread? The socket's send queue (SIOCOUTQ: bytes not yet
+ * acknowledged) plus this write must fit in half its send buffer (the
+ * kernel counts buffer overhead too; SO_SNDBUF only grows, so it is read
+ * again only when the write does not seem to fit), and one turn writes at
+ * most LOOP_TURN_MAX. TLS adds a few bytes per record; the margin
+ * covers them. */
+bool Session::loop_may_flush() noexcept
+{
+    std::size_t want = out_buf_.size() + 1024;
+    if (loop_written_ + want > LOOP_TURN_MAX) {
+        return false;
+    }
+    apr_os_sock_t fd = -1;
+    apr_socket_t *sock = ap_get_conn_socket(c1_);
+    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS || fd < 0) {
+        return false;
+    }
+    int queued = 0;
+    if (ioctl(fd, SIOCOUTQ, &queued) != 0) {
+        return false;
+    }
+    std::size_t need = (static_cast<std::size_t>(queued) + want) * 2;
+    if (need > static_cast<std::size_t>(loop_sndbuf_)) {
+        socklen_t len = sizeof(loop_sndbuf_);
+        if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &loop_sndbuf_, &len) != 0
+            || need > static_cast<std::size_t>(loop_sndbuf_)) {
+            return false;
+        }
+    }
+    loop_written_ += out_buf_.size();
+    return true;
 }
 
 /* Our first SETTINGS frame gets SETTINGS_MAX_CONCURRENT_STREAMS added (see
@@ -1665,13 +1708,17 @@ apr_interval_time_t Session::next_hold_end(apr_time_t now) const noexcept
     return next;
 }
 
-RunResult Session::run(bool may_suspend) noexcept
+RunResult Session::run(bool may_suspend, bool on_loop) noexcept
 {
     if (!mplx_->c1_attach()) {
         teardown();
         return RunResult::CLOSED;
     }
+    on_loop_ = on_loop;
+    loop_blocked_ = false;
+    loop_written_ = 0;
     RunResult result = run_attached(may_suspend);
+    on_loop_ = false;
     mplx_->c1_detach();
     return result;
 }
@@ -1694,6 +1741,10 @@ RunResult Session::run_attached(bool may_suspend) noexcept
         if (!read_input()) {
             break;
         }
+        if (on_loop_ && !ready_.empty() && !ConnLoop::may_start_requests()) {
+            /* Their phases may block (h2x_conn_loop.h): a thread starts them. */
+            return RunResult::NEEDS_THREAD;
+        }
         start_ready();
         process_news();
         int mpm_state = AP_MPMQ_RUNNING;
@@ -1709,6 +1760,10 @@ RunResult Session::run_attached(bool may_suspend) noexcept
         release_held_output(apr_time_now());
         if (!write_output()) {
             break;
+        }
+        if (loop_blocked_) {
+            /* The rest of out_buf_ goes out from a thread that may block. */
+            return RunResult::NEEDS_THREAD;
         }
         if (!nghttp2_session_want_read(ngh2_) && !nghttp2_session_want_write(ngh2_)) {
             break;
@@ -1768,6 +1823,10 @@ RunResult Session::run_attached(bool may_suspend) noexcept
         apr_interval_time_t held = next_hold_end(apr_time_now());
         if (held >= 0) {
             wait = std::min<apr_interval_time_t>(wait, std::max<apr_interval_time_t>(held, 100));
+        }
+        if (on_loop_) {
+            /* The event loop does not wait for one connection. */
+            return RunResult::NEEDS_THREAD;
         }
         mplx_->c1_wait(wait);
     }

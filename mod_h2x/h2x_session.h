@@ -38,6 +38,9 @@ enum class SessionState { INIT, BUSY, IDLE, DRAINING, FINISHED };
 enum class RunResult {
     CLOSED,    /* the session is over; the connection closes */
     YIELDED,   /* idle: the MPM watches the connection and calls again */
+    NEEDS_THREAD, /* on the event loop: the session must wait for something
+                   * (a worker's stream, a full socket): run it on a thread
+                   * that may block (h2x_conn_loop.h) */
 };
 
 class Session {
@@ -48,8 +51,16 @@ class Session {
     /* h2c Upgrade: `r` becomes stream 1 (RFC 9113 §3.2 of RFC 7540). */
     bool init(request_rec *upgrade_request) noexcept;
     /* Runs until the connection is done or, with `may_suspend` (an async
-     * MPM), until it has no stream left (idle: YIELDED). */
-    RunResult run(bool may_suspend) noexcept;
+     * MPM), until it has no stream left (idle: YIELDED). `on_loop`: on the
+     * event loop's thread (h2x_conn_loop.h), which must not block: where
+     * the session would wait, or write more than the socket takes now, it
+     * returns NEEDS_THREAD instead. */
+    RunResult run(bool may_suspend, bool on_loop) noexcept;
+    /* Idle: when KeepAliveTimeout ends. */
+    apr_time_t idle_deadline() const noexcept
+    {
+        return idle_since_ + server_->keep_alive_timeout;
+    }
     /* The connection is about to close (pre_close_connection hook). */
     void pre_close() noexcept;
     /* After run() YIELDED: let IdleWatch keep KeepAliveTimeout while the
@@ -90,6 +101,7 @@ class Session {
 
   private:
     RunResult run_attached(bool may_suspend) noexcept; /* run() with the pollset */
+    bool loop_may_flush() noexcept;      /* on_loop_: would flush_output() block? */
     Stream *find(int32_t id) noexcept;
     void apply(Stream *s, StreamEvent ev) noexcept;
     void set_end(Stream *s, StreamEnd end, uint32_t code) noexcept;
@@ -202,6 +214,14 @@ class Session {
     int64_t settings_window_before_ = 0;
     bool settings_patched_ = false; /* see write_output() */
     apr_time_t idle_since_ = 0;
+    /* run() on the event loop: no waiting, no write the socket cannot take
+     * at once; loop_blocked_: write_output() stopped for that. */
+    bool on_loop_ = false;
+    bool loop_blocked_ = false;
+    std::size_t loop_written_ = 0;  /* bytes written in this turn */
+    int loop_sndbuf_ = 0;           /* the socket's SO_SNDBUF, last read */
+    /* A turn on the loop writes at most this much, then goes to a thread. */
+    static constexpr std::size_t LOOP_TURN_MAX = 256 * 1024;
     IdleEntry idle_;                /* parked by park_idle(), see run_attached() */
     apr_time_t last_blocked_check_ = 0;
     apr_bucket_brigade *in_bb_ = nullptr;

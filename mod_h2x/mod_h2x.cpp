@@ -11,6 +11,7 @@
 #include "h2x_c1.h"
 #include "h2x_c2.h"
 #include "h2x_config.h"
+#include "h2x_conn_loop.h"
 #include "h2x_idle_watch.h"
 #include "h2x_status.h"
 #include "h2x_vars.h"
@@ -100,6 +101,7 @@ void h2x_child_init(apr_pool_t *pchild, server_rec *s) noexcept
     const h2x::ServerConfig &cfg = h2x::server_config(s);
     h2x::c2_child_init(pchild, s);
     h2x::IdleWatch::child_init(pchild, s);
+    h2x::ConnLoop::child_init(pchild, s);
     if (mpm_is_prefork()) {
         h2x::Workers::create(pchild, s, 1, 1, cfg.max_worker_idle_secs);
     }

@@ -257,7 +257,7 @@ def directive_contexts(conf_obj):
 # 08: mod_h2x registers exactly mod_http2's directives, each in its context
 # (compared with the installed mod_http2 when there is one).
 # mod_h2x's own directives (H2x*, docs/directives/README.md) come on top.
-OWN = {"H2xInlineRequests"}
+OWN = {"H2xInlineRequests", "H2xEventLoop"}
 
 
 def test_h2x_010_08_same_directives_and_contexts_as_mod_http2(tmp_path):
