@@ -260,8 +260,8 @@ void c1_child_stopping(apr_pool_t *, int graceful) noexcept
 {
     if (graceful) {
         IdleWatch::child_stopping();
-        ConnLoop::child_stopping();
     }
+    ConnLoop::child_stopping(graceful != 0);
 }
 
 int c1_pre_close(conn_rec *c) noexcept

@@ -64,6 +64,7 @@ struct Loop {
     List idle;              /* IDLE and TURN entries, in the order they went idle */
     List linger;            /* LINGER entries, in the order they closed */
     List grave;             /* GRAVE entries, closed, their pools still kept */
+    List busy;              /* WORKER entries (for an ungraceful stop) */
     bool stopping = false;  /* under mutex: graceful stop, adopt no more */
     bool quit = false;      /* under mutex: the child's pool goes */
 };
@@ -89,6 +90,10 @@ constexpr apr_interval_time_t SWEEP_EVERY = apr_time_from_sec(1);
 /* How long a closing connection may take to read the client's last bytes
  * (the MPM's SECONDS_TO_LINGER). */
 constexpr apr_interval_time_t LINGER_MAX = apr_time_from_sec(2);
+/* The same while the child stops: shorter, but not none - closing with
+ * the client's bytes unread resets the connection, and the client may
+ * lose our GOAWAY with it. */
+constexpr apr_interval_time_t LINGER_STOPPING = apr_time_from_msec(500);
 /* The event MPM writes to a connection's records right after its
  * suspend_connection hook returned (notify_suspend(): c->sbh, and the
  * record's "suspended" flag), when the loop may already have it. A thread
@@ -127,6 +132,24 @@ void list_remove(List *l, LoopEntry *e) noexcept
     e->prev = e->next = nullptr;
 }
 
+/* Wakes the loop thread (its eventfd). */
+void poke(Loop *l) noexcept
+{
+    uint64_t one = 1;
+    ssize_t w = ::write(l->evfd, &one, sizeof(one));
+    (void)w;
+}
+
+/* The entry's socket joins the epoll set (readable, or the peer's
+ * close). */
+bool watch(Loop *l, LoopEntry *e) noexcept
+{
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = e;
+    return epoll_ctl(l->epfd, EPOLL_CTL_ADD, e->fd, &ev) == 0;
+}
+
 Session *session_of(conn_rec *c) noexcept
 {
     ConnCtx *ctx = conn_ctx(c);
@@ -142,15 +165,21 @@ void finish(LoopEntry *e) noexcept
     Loop *l = g_loop;
     apr_time_t until = e->suspended_at + SUSPEND_GRACE;
     if (e->suspended_at && apr_time_now() < until) {
+        /* Only the pool must wait: the session (most of a connection's
+         * memory) goes now. */
+        ConnCtx *ctx = conn_ctx(e->c);
+        if (ctx && ctx->session && !ctx->in_run) {
+            Session *done = ctx->session;
+            ctx->session = nullptr;
+            delete done;
+        }
         {
             std::lock_guard<std::mutex> lock(l->mutex);
             e->state = LoopState::GRAVE;
             e->deadline = until;
             list_append(&l->grave, e);
         }
-        uint64_t one = 1; /* the loop's next sweep must come by then */
-        ssize_t w = ::write(l->evfd, &one, sizeof(one));
-        (void)w;
+        poke(l); /* the loop's next sweep must come by then */
         return;
     }
     apr_pool_destroy(e->c->pool);
@@ -161,11 +190,19 @@ void finish(LoopEntry *e) noexcept
  * session has not ended, Session::pre_close(); mod_ssl's close_notify),
  * then our side shuts down, each write bounded by LINGER_MAX as in the
  * MPM. What the client still sends is read and dropped by the loop for up
- * to LINGER_MAX (a reset would lose the GOAWAY), unless the child stops:
- * then, as the MPM does with its lingering connections, at once. */
+ * to LINGER_MAX (a reset would lose the GOAWAY), LINGER_STOPPING while the
+ * child stops. */
 void close_connection(LoopEntry *e) noexcept
 {
     conn_rec *c = e->c;
+    Loop *l = g_loop;
+    {
+        std::lock_guard<std::mutex> lock(l->mutex);
+        if (e->state == LoopState::WORKER) {
+            list_remove(&l->busy, e);
+        }
+        e->state = LoopState::OUT;
+    }
     c->keepalive = AP_CONN_CLOSE;
     apr_socket_t *csd = ap_get_conn_socket(c);
     if (!csd) {
@@ -178,26 +215,13 @@ void close_connection(LoopEntry *e) noexcept
         return;
     }
     apr_socket_timeout_set(csd, 0);
-    Loop *l = g_loop;
     {
         std::lock_guard<std::mutex> lock(l->mutex);
-        if (l->stopping) {
-            e->state = LoopState::OUT;
-        }
-        else {
-            e->state = LoopState::LINGER;
-            e->deadline = apr_time_now() + LINGER_MAX;
-            list_append(&l->linger, e);
-        }
+        e->state = LoopState::LINGER;
+        e->deadline = apr_time_now() + (l->stopping ? LINGER_STOPPING : LINGER_MAX);
+        list_append(&l->linger, e);
     }
-    if (e->state == LoopState::OUT) {
-        finish(e);
-        return;
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.ptr = e;
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, e->fd, &ev) != 0) {
+    if (!watch(l, e)) {
         {
             std::lock_guard<std::mutex> lock(l->mutex);
             list_remove(&l->linger, e);
@@ -286,6 +310,7 @@ void leave(Loop *l, LoopEntry *e, HandOff why) noexcept
     {
         std::lock_guard<std::mutex> lock(l->mutex);
         list_remove(&l->idle, e);
+        list_append(&l->busy, e);
         e->state = LoopState::WORKER;
     }
     hand_off(e, why);
@@ -363,7 +388,7 @@ apr_time_t sweep(Loop *l, List *list, apr_time_t now, bool full) noexcept
                     && e->state != LoopState::GRAVE) {
                     continue;
                 }
-                if ((l->stopping && e->state != LoopState::GRAVE) || e->deadline <= now) {
+                if ((l->stopping && e->state == LoopState::IDLE) || e->deadline <= now) {
                     due = e;
                     break;
                 }
@@ -453,9 +478,7 @@ apr_status_t loop_stop(void *) noexcept
         l->quit = true;
         l->stopping = true;
     }
-    uint64_t one = 1;
-    ssize_t w = ::write(l->evfd, &one, sizeof(one));
-    (void)w;
+    poke(l);
     apr_status_t rv;
     apr_thread_join(&rv, l->thread);
     l->thread = nullptr;
@@ -523,7 +546,7 @@ void ConnLoop::child_init(apr_pool_t *pchild, server_rec *s) noexcept
     g_running.store(true);
 }
 
-void ConnLoop::child_stopping() noexcept
+void ConnLoop::child_stopping(bool graceful) noexcept
 {
     Loop *l = g_loop;
     if (!l || !g_running.load()) {
@@ -532,10 +555,19 @@ void ConnLoop::child_stopping() noexcept
     {
         std::lock_guard<std::mutex> lock(l->mutex);
         l->stopping = true;
+        if (!graceful) {
+            /* As the MPM does with the connections its workers serve
+             * (close_worker_sockets()): a session blocked on a worker (a
+             * WebSocket, a long download) sees its socket end, and the
+             * child can exit. */
+            for (List *list : {&l->busy, &l->idle, &l->linger}) {
+                for (LoopEntry *e = list->head; e; e = e->next) {
+                    ::shutdown(e->fd, SHUT_RDWR);
+                }
+            }
+        }
     }
-    uint64_t one = 1;
-    ssize_t w = ::write(l->evfd, &one, sizeof(one));
-    (void)w;
+    poke(l);
 }
 
 bool ConnLoop::may_start_requests() noexcept
@@ -570,8 +602,10 @@ apr_status_t entry_cleanup(void *data) noexcept
     case LoopState::GRAVE:
         list_remove(&l->grave, e);
         break;
-    case LoopState::OUT:
     case LoopState::WORKER:
+        list_remove(&l->busy, e);
+        break;
+    case LoopState::OUT:
         break;
     }
     e->state = LoopState::OUT;
@@ -587,20 +621,14 @@ bool activate(Loop *l, LoopEntry *e) noexcept
         e->state = LoopState::IDLE;
         stopping = l->stopping;
     }
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.ptr = e;
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, e->fd, &ev) != 0) {
+    if (!watch(l, e)) {
         std::lock_guard<std::mutex> lock(l->mutex);
         list_remove(&l->idle, e);
         e->state = LoopState::OUT;
         return false;
     }
     if (stopping) {
-        /* child_stopping() came in between: its sweep must see this one. */
-        uint64_t one = 1;
-        ssize_t w = ::write(l->evfd, &one, sizeof(one));
-        (void)w;
+        poke(l); /* child_stopping() came in between: its sweep must see this one */
     }
     return true;
 }
@@ -668,7 +696,10 @@ bool ConnLoop::adopt(conn_rec *c, bool from_mpm) noexcept
     {
         std::lock_guard<std::mutex> lock(l->mutex);
         if (l->stopping) {
-            return false;
+            return false; /* (a WORKER entry stays in busy: the caller closes it) */
+        }
+        if (e->state == LoopState::WORKER) {
+            list_remove(&l->busy, e);
         }
         e->deadline = ctx->session->idle_deadline();
         e->state = LoopState::PENDING;

@@ -36,7 +36,9 @@
  *    GOAWAY(NO_ERROR) and closes). A virtual host with a shorter
  *    KeepAliveTimeout than the connections before it is found by a sweep
  *    of the whole list once a second. A graceful stop of the child
- *    (child_stopping) expires every connection of the loop at once.
+ *    (child_stopping) expires every connection of the loop at once; an
+ *    ungraceful one also shuts down the sockets of the connections that
+ *    MPM workers run for the loop (the MPM does that for its own).
  *
  * Entry state (LoopEntry::state, under the loop's mutex):
  *   OUT    not here (the MPM or a thread of its own runs the session)
@@ -45,11 +47,16 @@
  *          suspend_connection hook)
  *   IDLE   in the epoll set and the idle list
  *   TURN   the loop thread runs its turn (left in the set and the list)
- *   WORKER handed to an MPM worker (timed callback pending or running)
+ *   WORKER handed to an MPM worker (timed callback pending or running),
+ *          in the busy list
+ *   LINGER closing: in the epoll set and the linger list, what the client
+ *          still sends is read and dropped
+ *   GRAVE  closed, its pool kept a little longer (SUSPEND_GRACE)
  * Transitions: adopt() OUT -> PENDING (the MPM's thread), the hook
- * PENDING -> IDLE; adopt() WORKER -> IDLE (a worker's thread); the loop IDLE -> TURN -> IDLE, or -> WORKER (taken out of the set
- * and the list first); the worker WORKER -> IDLE (adopted again) or gone
- * (closed).
+ * PENDING -> IDLE; the loop IDLE -> TURN -> IDLE, or -> WORKER (taken
+ * out of the set first); the worker WORKER -> IDLE (adopt()) or -> LINGER
+ * (its session ended); the loop LINGER -> GRAVE or gone, GRAVE -> gone
+ * (the pool destroyed).
  *
  * owner: the loop (epoll set, eventfd, thread) is per child, made at
  *   child_init, stopped and joined in a cleanup of the child's pool; a
@@ -71,8 +78,10 @@ class ConnLoop {
     /* Starts the child's loop thread when the MPM is async and some
      * server has H2xEventLoop on. */
     static void child_init(apr_pool_t *pchild, server_rec *s) noexcept;
-    /* Graceful stop: expire every idle connection of the loop now. */
-    static void child_stopping() noexcept;
+    /* The child stops. Graceful: close every idle connection of the loop
+     * now (GOAWAY first). Not graceful: also shut down the sockets of the
+     * connections workers are running, so that they end. */
+    static void child_stopping(bool graceful) noexcept;
     /* After the session of `c` yielded idle on this thread: take the
      * connection over. True: it is ours now. `from_mpm` (c1_run): the
      * caller sets CONN_STATE_SUSPENDED and returns to the MPM; the loop

@@ -641,6 +641,20 @@ void Session::start_ready() noexcept
     }
 }
 
+/* On the event loop, only a request that may be served at once starts
+ * (h2x_conn_loop.h): one that would go to a worker needs a thread to feed
+ * it and take its response, and none may be free for a while, so a
+ * thread of the MPM starts it. Nor any, when a module's request hooks may
+ * block the loop (ConnLoop::may_start_requests()). */
+bool Session::loop_may_start() noexcept
+{
+    if (ready_.size() != 1 || !ConnLoop::may_start_requests()) {
+        return false;
+    }
+    const Stream *s = find(ready_.front());
+    return s && !s->task && may_start_on_c1(s);
+}
+
 /* A request that arrives alone may start on c1 (h2x_c2_inline.h): no
  * other task runs for this connection, no body follows, GET or HEAD. */
 bool Session::may_start_on_c1(const Stream *s) noexcept
@@ -1741,8 +1755,8 @@ RunResult Session::run_attached(bool may_suspend) noexcept
         if (!read_input()) {
             break;
         }
-        if (on_loop_ && !ready_.empty() && !ConnLoop::may_start_requests()) {
-            /* Their phases may block (h2x_conn_loop.h): a thread starts them. */
+        if (on_loop_ && !ready_.empty() && !loop_may_start()) {
+            /* A thread that may wait starts them. */
             return RunResult::NEEDS_THREAD;
         }
         start_ready();

@@ -110,6 +110,7 @@ class Session {
     int tasks_waiting_on_client() const noexcept;
     void start_task(Stream *s, bool on_c1) noexcept;
     bool may_start_on_c1(const Stream *s) noexcept;
+    bool loop_may_start() noexcept;
     void process_news() noexcept;
     void process_output(Stream *s) noexcept;
     void process_input_consumed(Stream *s) noexcept;

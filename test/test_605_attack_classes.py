@@ -83,10 +83,21 @@ END_STREAM, END_HEADERS = 0x1, 0x4
 ACCEPTED = (ErrorCodes.ENHANCE_YOUR_CALM, ErrorCodes.PROTOCOL_ERROR)
 
 
+# One child: the RSS bound is about growth an attack causes, and each
+# child's threads grow their malloc arenas once on first use - the warm-up
+# below must reach all of them, which it cannot choose among several
+# children (the kernel picks the child that accepts). That includes the
+# child's H2xEventLoop thread, which reads every idle connection.
+# As many threads as the default configuration's children would have
+# (400): the half-open preface attack holds one per connection.
+ONE_CHILD = ("StartServers 1\nServerLimit 1\nThreadLimit 400\nThreadsPerChild 400\n"
+             "MaxRequestWorkers 400\nMinSpareThreads 1\nMaxSpareThreads 400\n")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _config(httpd):
     httpd.make_file(BIG_FILE.lstrip("/"), BIG_SIZE)
-    httpd.reconfigure(extra_global=TEST_HANDLER_CONF)
+    httpd.reconfigure(extra_global=ONE_CHILD + TEST_HANDLER_CONF)
     _warm_up(httpd)
 
 
@@ -948,12 +959,12 @@ HALF_OPEN_CLOSED_WITHIN = 6.0   # RequestReadTimeout header=2-4 (see the fixture
 
 @pytest.fixture
 def _short_header_timeout(httpd):
-    httpd.reconfigure(extra_global=TEST_HANDLER_CONF + "\n<IfModule reqtimeout_module>\n"
+    httpd.reconfigure(extra_global=ONE_CHILD + TEST_HANDLER_CONF + "\n<IfModule reqtimeout_module>\n"
                       f"    RequestReadTimeout header={HEADER_TIMEOUT}-{2 * HEADER_TIMEOUT},"
                       "minrate=500\n</IfModule>\n")
     _warm_up(httpd)
     yield
-    httpd.reconfigure(extra_global=TEST_HANDLER_CONF)
+    httpd.reconfigure(extra_global=ONE_CHILD + TEST_HANDLER_CONF)
     _warm_up(httpd)
 
 
