@@ -123,7 +123,7 @@ ServerConfig fallback_ = {
     "fallback", UNSET, UNSET, DEFAULT_MAX_SESSION_STREAMS, DEFAULT_WINDOW_SIZE,
     1, 4, DEFAULT_MAX_WORKER_IDLE_SECS, DEFAULT_STREAM_MAX_MEM, 1,
     DEFAULT_TLS_WARMUP_SIZE, DEFAULT_TLS_COOLDOWN_SECS, 1, DEFAULT_PUSH_DIARY_SIZE,
-    nullptr, 0, 0, 0, 1, -1, 0, 0, DEFAULT_MAX_STREAM_ERRORS, 0, 0, 1, 1, nullptr, 1};
+    nullptr, 0, 0, 0, 1, -1, 0, 0, DEFAULT_MAX_STREAM_ERRORS, 0, 0, 1, 0, nullptr, 1};
 
 int mpm_threads() noexcept
 {
@@ -176,7 +176,7 @@ void resolve(ServerConfig *c) noexcept
     dflt(c->proxy_requests, 0);
     dflt(c->websockets, 0);
     dflt(c->inline_requests, 1);
-    dflt(c->event_loop, 1);
+    dflt(c->event_loop, 0);
     c->resolved = 1;
 }
 
@@ -572,7 +572,7 @@ const command_rec directives[] = {
     AP_INIT_TAKE1("H2xInlineRequests", fn(&set_flag), spec(&INLINE_REQUESTS), RSRC_CONF,
                   "off to run every request on a worker, never on the connection's thread"),
     AP_INIT_TAKE1("H2xEventLoop", fn(&set_flag), spec(&EVENT_LOOP), RSRC_CONF,
-                  "off to hand idle connections back to the MPM instead of mod_h2x's event loop"),
+                  "on to keep idle connections in mod_h2x's event loop instead of the MPM"),
     {nullptr},
 };
 

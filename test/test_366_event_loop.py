@@ -14,8 +14,9 @@ that has to wait.  What a client sees must not change:
 - KeepAliveTimeout per connection, in the order the connections went idle
   (_03); connections the clients closed are released: a graceful stop
   right after ends at once (_04);
-- `H2xEventLoop off`, and the directive's checks (_05); a module whose
-  request hooks may block keeps requests off the loop thread (_06).
+- `H2xEventLoop off` (the default), and the directive's checks (_05); a
+  module whose request hooks may block keeps requests off the loop
+  thread (_06).
 
 Timing bounds are generous; they tell "waited for the stalled client" (the
 server's Timeout, 10 s here) from "did not", nothing finer.
@@ -36,8 +37,8 @@ KEEPALIVE = 3
 TIMEOUT = 10
 
 
-def _config(extra=""):
-    return (f"Timeout {TIMEOUT}\nKeepAliveTimeout {KEEPALIVE}\n"
+def _config(extra="", loop="on"):
+    return (f"Timeout {TIMEOUT}\nKeepAliveTimeout {KEEPALIVE}\nH2xEventLoop {loop}\n"
             # A fixed, small send buffer: a client that stops reading fills
             # it after ~100 KB, not after the kernel's autotuned megabytes.
             "SendBufferSize 65536\n"
@@ -197,7 +198,7 @@ def test_h2x_366_05_directive(httpd, frame_client):
     assert rc != 0 and "H2xEventLoop" in out, out
     rc, out = httpd.check_config(extra_vhost="H2xEventLoop off\n")
     assert rc == 0, out
-    httpd.reconfigure(extra_global=_config("H2xEventLoop off\n"))
+    httpd.reconfigure(extra_global=_config(loop="off"))
     try:
         for tls in (False, True):
             c = frame_client(tls=tls)
