@@ -88,7 +88,7 @@ def test_h2x_540_01_slow_reader_1g(httpd, frame_client, path):
     assert c.stream(sid2).status == 200
 
 
-def test_h2x_540_02_never_reading_client(httpd, frame_client):
+def test_h2x_540_02_never_reading_client(httpd, frame_client, env):
     """8 streams of 100 MB CGI output, the client grants only a 64 KB
     connection window and never a WINDOW_UPDATE: after 3 s the server holds
     about H2StreamMaxMemSize (+ pipe and read buffers) per stream, far below
@@ -114,4 +114,7 @@ def test_h2x_540_02_never_reading_client(httpd, frame_client):
         c.reset(s)
     # per stream: the beam bound, plus a 64 KB CGI read buffer and a frame
     # or two; 1 MB per stream is generous and still far from unbounded.
-    assert growth_kb < n * 1024, f"RSS grew by {growth_kb} kB for {n} streams"
+    # Under ASan freed memory waits in its quarantine, so RSS also holds
+    # what was already given back (x4, as test_605 allows x8).
+    bound = n * 1024 * (4 if env.sanitize else 1)
+    assert growth_kb < bound, f"RSS grew by {growth_kb} kB for {n} streams"
