@@ -209,6 +209,12 @@ void close_connection(LoopEntry *e) noexcept
         finish(e);
         return;
     }
+    /* ap_start_lingering_close() marks c->sbh's scoreboard slot
+     * SERVER_CLOSING. That slot belongs to the MPM thread that last ran
+     * the connection, not to this one, and is idle again by now: the mark
+     * would stay, the parent would count one idle thread less and start
+     * a spare child for it. */
+    c->sbh = nullptr;
     apr_socket_timeout_set(csd, LINGER_MAX);
     if (ap_start_lingering_close(c)) {
         finish(e);

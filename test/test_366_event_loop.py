@@ -16,18 +16,21 @@ that has to wait.  What a client sees must not change:
   right after ends at once (_04);
 - `H2xEventLoop off` (the default), and the directive's checks (_05); a
   module whose request hooks may block keeps requests off the loop
-  thread (_06).
+  thread (_06); connections the loop closes leave no MPM thread's
+  scoreboard slot marked closing (_07).
 
 Timing bounds are generous; they tell "waited for the stalled client" (the
 server's Timeout, 10 s here) from "did not", nothing finer.
 """
 
+import re
 import socket
 import threading
 import time
 
 import pytest
 
+from h2x.clients import curl
 from h2x.frames import ErrorCodes
 from h2x.httpd import file_content
 
@@ -230,5 +233,42 @@ def test_h2x_366_06_blocking_module_keeps_requests_off_the_loop(httpd, frame_cli
             assert s.status == 200 and s.body == file_content(32 * 1024)
         assert any("mod_authn_dbm.c is loaded: requests start on MPM threads" in ln
                    for ln in httpd.error_log_lines()), httpd.error_log_tail()
+    finally:
+        httpd.reconfigure(extra_global=_config())
+
+
+ONE_CHILD = """
+ServerLimit 1
+StartServers 1
+ThreadsPerChild 25
+MaxRequestWorkers 25
+MinSpareThreads 1
+MaxSpareThreads 50
+"""
+
+
+def test_h2x_366_07_closing_leaves_the_scoreboard_clean(httpd, frame_client):
+    """Connections the loop closes do not leave an MPM thread's scoreboard
+    slot marked closing ('C'): the close runs on whatever worker the loop
+    got, and a mark on the slot of the thread that last ran the connection
+    stayed there - server-status showed it, and the parent counted one
+    idle thread less per mark and started spare children (mod_http2's
+    suite saw its restarts race with them)."""
+    httpd.reconfigure(extra_global=_config(ONE_CHILD))
+    try:
+        for i in range(20):
+            c = frame_client(tls=(i % 2 == 1))
+            for _ in range(2):
+                time.sleep(0.02)
+                sid = c.request("GET", "/1k.txt")
+                assert c.wait_stream_end(sid, timeout=5)
+            c.close()
+        # The loop lingers up to 2 s on a closed connection, then frees it.
+        time.sleep(3)
+        r = curl(httpd.url("/server-status?auto"), http="1.1")
+        assert r.status == 200, r
+        board = re.search(r"^Scoreboard: (\S+)$", r.text, re.M)
+        assert board, r.text[-500:]
+        assert "C" not in board.group(1), board.group(1)
     finally:
         httpd.reconfigure(extra_global=_config())
