@@ -176,7 +176,7 @@ void resolve(ServerConfig *c) noexcept
     dflt(c->proxy_requests, 0);
     dflt(c->websockets, 0);
     dflt(c->inline_requests, 1);
-    dflt(c->event_loop, 0);
+    dflt(c->event_loop, 1);
     c->resolved = 1;
 }
 

@@ -67,7 +67,7 @@ struct ServerConfig {
     int proxy_requests;           /* H2ProxyRequests, default off */
     int websockets;               /* H2WebSockets, default off */
     int inline_requests;          /* H2xInlineRequests (mod_h2x only), default on */
-    int event_loop;               /* H2xEventLoop (mod_h2x only), default off */
+    int event_loop;               /* H2xEventLoop (mod_h2x only), default on */
 
     /* Added by h2x_config (not mod_http2 fields): */
     apr_array_header_t *obsolete; /* const char*: "H2SerializeHeaders (file:line)"

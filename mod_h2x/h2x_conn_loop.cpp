@@ -550,6 +550,9 @@ void ConnLoop::child_init(apr_pool_t *pchild, server_rec *s) noexcept
     }
     apr_pool_cleanup_register(pchild, nullptr, loop_stop, apr_pool_cleanup_null);
     g_running.store(true);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, H2XLOGNO(10049)
+                 "mod_h2x: event loop started (H2xEventLoop)%s",
+                 g_may_start ? "" : "; requests start on MPM threads");
 }
 
 void ConnLoop::child_stopping(bool graceful) noexcept

@@ -14,7 +14,7 @@ that has to wait.  What a client sees must not change:
 - KeepAliveTimeout per connection, in the order the connections went idle
   (_03); connections the clients closed are released: a graceful stop
   right after ends at once (_04);
-- `H2xEventLoop off` (the default), and the directive's checks (_05); a
+- on by default, `H2xEventLoop off`, and the directive's checks (_05); a
   module whose request hooks may block keeps requests off the loop
   thread (_06); connections the loop closes leave no MPM thread's
   scoreboard slot marked closing (_07).
@@ -41,7 +41,9 @@ TIMEOUT = 10
 
 
 def _config(extra="", loop="on"):
-    return (f"Timeout {TIMEOUT}\nKeepAliveTimeout {KEEPALIVE}\nH2xEventLoop {loop}\n"
+    """loop: the H2xEventLoop value, None for no directive (the default)."""
+    directive = f"H2xEventLoop {loop}\n" if loop else ""
+    return (f"Timeout {TIMEOUT}\nKeepAliveTimeout {KEEPALIVE}\n{directive}"
             # A fixed, small send buffer: a client that stops reading fills
             # it after ~100 KB, not after the kernel's autotuned megabytes.
             "SendBufferSize 65536\n"
@@ -192,17 +194,25 @@ def test_h2x_366_04_closed_connections_are_released(httpd, frame_client):
 
 
 def test_h2x_366_05_directive(httpd, frame_client):
-    """H2xEventLoop off: requests on one connection served alike; bad
-    values fail `apache2 -t` naming the directive and the value; a
-    virtual host may set it."""
+    """The loop is on without the directive (the child logs H2X10049 at
+    start) and not with `H2xEventLoop off`, where requests on one
+    connection are served alike; bad values fail `apache2 -t` naming the
+    directive and the value; a virtual host may set it."""
     rc, out = httpd.check_config(extra_global="H2xEventLoop maybe\n")
     assert rc != 0 and "H2xEventLoop" in out and "maybe" in out, out
     rc, out = httpd.check_config(extra_global="H2xEventLoop\n")
     assert rc != 0 and "H2xEventLoop" in out, out
     rc, out = httpd.check_config(extra_vhost="H2xEventLoop off\n")
     assert rc == 0, out
-    httpd.reconfigure(extra_global=_config(loop="off"))
+    def started(loop):
+        seen = len(httpd.error_log_lines())
+        httpd.reconfigure(extra_global=_config("LogLevel warn h2x:debug\n", loop=loop))
+        time.sleep(0.5)  # the children's start-up lines
+        return any("H2X10049: mod_h2x: event loop started" in ln
+                   for ln in httpd.error_log_lines()[seen:])
     try:
+        assert started(None), httpd.error_log_tail()
+        assert not started("off"), httpd.error_log_tail()
         for tls in (False, True):
             c = frame_client(tls=tls)
             for path in ("/loop/32k.bin", "/cgi-bin/hello.py", "/loop/32k.bin"):
