@@ -311,7 +311,7 @@ int c2_fixups(request_rec *r) noexcept
 C2Task::C2Task(conn_rec *c1_, server_rec *s, Mplx *mplx_, std::int32_t id,
                const Request *req, Beam *in_, Beam *out_) noexcept
     : c1(c1_), server(s), mplx(mplx_), stream_id(id), request(req), in(in_), out(out_),
-      websocket(ws_is_extended_connect(*req))
+      score_sbh(c1_->sbh), websocket(ws_is_extended_connect(*req))
 {
     timeout = s->timeout;
     if (websocket && in) {

@@ -65,6 +65,11 @@ class C2Task : public Task {
     const Request *const request;
     Beam *const in;   /* null when the request has no body */
     Beam *const out;
+    /* The scoreboard slot the request counts on in server-status (c1's
+     * sbh when the stream started: the MPM thread, or for the event loop
+     * the one that last ran c1 - c1's own sbh may be gone by the time the
+     * request is logged, e.g. when the loop closes the connection). */
+    void *const score_sbh;
 
     /* Set on c1 before the task is shared: input bytes taken before c1 is
      * told (to re-open the flow-control window); <= half the window. */

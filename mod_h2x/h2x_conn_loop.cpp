@@ -1,6 +1,7 @@
 /* h2x_conn_loop.cpp: see h2x_conn_loop.h. */
 #include "h2x_private.h"
 #include "h2x_conn_loop.h"
+#include "h2x_child_thread.h"
 
 #include <algorithm>
 #include <atomic>
@@ -150,12 +151,6 @@ bool watch(Loop *l, LoopEntry *e) noexcept
     return epoll_ctl(l->epfd, EPOLL_CTL_ADD, e->fd, &ev) == 0;
 }
 
-Session *session_of(conn_rec *c) noexcept
-{
-    ConnCtx *ctx = conn_ctx(c);
-    return ctx ? ctx->session : nullptr;
-}
-
 /* The end of a connection: its pool is the MPM's per-connection pool;
  * destroying it closes the socket, deletes the session (h2x_c1.cpp) and
  * runs the MPM's cleanups (connection count, suspended count). Not before
@@ -273,8 +268,8 @@ void worker_callback(void *baton) noexcept
 {
     auto *e = static_cast<LoopEntry *>(baton);
     conn_rec *c = e->c;
-    Session *session = session_of(c);
     ConnCtx *ctx = conn_ctx(c);
+    Session *session = ctx ? ctx->session : nullptr;
     if (!session || e->why == HandOff::CLOSE) {
         close_connection(e);
         return;
@@ -534,18 +529,15 @@ void ConnLoop::child_init(apr_pool_t *pchild, server_rec *s) noexcept
         }
     }
     g_loop = l;
-    if (rv == APR_SUCCESS) {
-        apr_threadattr_t *attr = nullptr;
-        rv = apr_threadattr_create(&attr, pchild);
-        if (rv == APR_SUCCESS) {
-            rv = ap_thread_create(&l->thread, attr, loop_run, nullptr, pchild);
-        }
-    }
+    const char *failure = H2XLOGNO(10046) "mod_h2x: cannot start the event loop thread "
+                                          "(H2xEventLoop); idle connections are left to "
+                                          "the MPM";
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, H2XLOGNO(10046)
-                     "mod_h2x: cannot start the event loop thread (H2xEventLoop); "
-                     "idle connections are left to the MPM");
-        l->thread = nullptr;
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, "%s", failure);
+        return;
+    }
+    l->thread = start_child_thread(pchild, s, loop_run, nullptr, failure);
+    if (!l->thread) {
         return;
     }
     apr_pool_cleanup_register(pchild, nullptr, loop_stop, apr_pool_cleanup_null);

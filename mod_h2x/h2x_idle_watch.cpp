@@ -1,6 +1,7 @@
 /* h2x_idle_watch.cpp: see h2x_idle_watch.h. */
 #include "h2x_private.h"
 #include "h2x_idle_watch.h"
+#include "h2x_child_thread.h"
 
 #include <cstring>
 #include <chrono>
@@ -90,18 +91,11 @@ void IdleWatch::child_init(apr_pool_t *pchild, server_rec *s) noexcept
         return;
     }
     watch = new Watch;
-    /* Signals are blocked in the child's main thread by now (the MPM's
-     * signal thread takes them); this thread inherits that. */
-    apr_threadattr_t *attr = nullptr;
-    apr_status_t rv = apr_threadattr_create(&attr, pchild);
-    if (rv == APR_SUCCESS) {
-        rv = apr_thread_create(&watch->thread, attr, run, nullptr, pchild);
-    }
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, H2XLOGNO(10044)
-                     "mod_h2x: cannot start the idle-connection thread; idle "
-                     "connections are left to the MPM's keep-alive queue");
-        watch->thread = nullptr;
+    watch->thread = start_child_thread(pchild, s, run, nullptr, H2XLOGNO(10044)
+                                       "mod_h2x: cannot start the idle-connection thread; "
+                                       "idle connections are left to the MPM's keep-alive "
+                                       "queue");
+    if (!watch->thread) {
         return;
     }
     apr_pool_cleanup_register(pchild, nullptr, stop, apr_pool_cleanup_null);

@@ -63,8 +63,9 @@ int status_hook(request_rec *r, int flags) noexcept
 }
 
 /* A stream's request counts in the scoreboard as an HTTP/1.1 request does
- * (server-status "Total Accesses" and "Total kBytes"), on c1's worker
- * record since c2 has no slot of its own: one access and the bytes the
+ * (server-status "Total Accesses" and "Total kBytes"), on the worker
+ * record c1 had when the stream started (C2Task::score_sbh) since c2 has
+ * no slot of its own: one access and the bytes the
  * response put on the wire (%O). Several c2 of one connection finish at
  * once: one lock keeps their read-modify-write of the record apart. */
 std::mutex g_score_lock;
@@ -72,14 +73,14 @@ std::mutex g_score_lock;
 int count_c2_request(request_rec *r) noexcept
 {
     conn_rec *c2 = r->connection;
-    if (!ap_extended_status || !c2->master || !c2->master->sbh || r->main) {
+    if (!ap_extended_status || !c2->master || r->main) {
         return DECLINED;
     }
     ConnCtx *ctx = conn_ctx(c2);
-    if (!ctx || !ctx->task) {
+    if (!ctx || !ctx->task || !ctx->task->score_sbh) {
         return DECLINED;
     }
-    worker_score *ws = ap_get_scoreboard_worker(static_cast<ap_sb_handle_t *>(c2->master->sbh));
+    worker_score *ws = ap_get_scoreboard_worker(static_cast<ap_sb_handle_t *>(ctx->task->score_sbh));
     if (!ws) {
         return DECLINED;
     }
