@@ -17,7 +17,8 @@ that has to wait.  What a client sees must not change:
 - on by default, `H2xEventLoop off`, and the directive's checks (_05); a
   module whose request hooks may block keeps requests off the loop
   thread (_06); connections the loop closes leave no MPM thread's
-  scoreboard slot marked closing (_07).
+  scoreboard slot marked closing (_07); a request logged after its
+  connection went idle in the loop counts in server-status (_08).
 
 Timing bounds are generous; they tell "waited for the stalled client" (the
 server's Timeout, 10 s here) from "did not", nothing finer.
@@ -280,5 +281,47 @@ def test_h2x_366_07_closing_leaves_the_scoreboard_clean(httpd, frame_client):
         board = re.search(r"^Scoreboard: (\S+)$", r.text, re.M)
         assert board, r.text[-500:]
         assert "C" not in board.group(1), board.group(1)
+    finally:
+        httpd.reconfigure(extra_global=_config())
+
+
+def test_h2x_366_08_every_request_counts(httpd, frame_client):
+    """server-status counts every request, also those whose stream is
+    cleaned up only when the loop closes the connection (a client that
+    closes right after its response, as curl does) and those logged after
+    the connection went idle in the loop (a handler that returns 0.3 s
+    after the response's last byte): on the slot the connection had when
+    the stream started, since the MPM drops the connection's own slot
+    once the loop has it, and the close runs without one."""
+    httpd.reconfigure(extra_global=_config(
+        ONE_CHILD + "<Location /h2x/delay>\n    SetHandler h2x-delay\n</Location>\n"))
+    try:
+        def accesses():
+            r = curl(httpd.url("/server-status?auto"), http="1.1")
+            assert r.status == 200, r
+            m = re.search(r"^Total Accesses: (\d+)$", r.text, re.M)
+            assert m, r.text[:500]
+            return int(m.group(1))
+
+        before = accesses()
+        n = 0
+        for i in range(8):
+            c = frame_client(tls=(i % 2 == 1))
+            sid = c.request("GET", "/loop/32k.bin" if i < 4 else "/h2x/delay?s=0&n=100")
+            assert c.wait_stream_end(sid, timeout=5)
+            assert c.stream(sid).status == 200
+            c.close()
+            n += 1
+        c = frame_client()
+        for _ in range(3):
+            sid = c.request("GET", "/h2x/delay?s=0&n=100&after=0.3")
+            assert c.wait_stream_end(sid, timeout=5)
+            assert c.stream(sid).status == 200
+            time.sleep(0.6)  # idle in the loop while the handler returns
+            n += 1
+        c.close()
+        time.sleep(1)
+        # the status request before counts too, the one after not yet
+        assert accesses() - before == n + 1
     finally:
         httpd.reconfigure(extra_global=_config())

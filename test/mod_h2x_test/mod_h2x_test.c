@@ -299,12 +299,17 @@ static int h_short_cl(request_rec *r, apr_table_t *args)
 
 /* h2x-delay: a handler busy before it produces anything (invariant 6:
  * mod_h2x must not cut it off by Timeout). s=seconds, float (1),
- * n=body bytes (100), then a normal 200. */
+ * n=body bytes (100), then a normal 200; after=seconds, float (0), to stay
+ * in the handler once the EOS has passed (the request is logged late). */
 static int h_delay(request_rec *r, apr_table_t *args)
 {
+    int rc;
+
     apr_sleep(arg_secs(args, "s", 1));
     ap_set_content_type(r, "text/plain");
-    return send_body_eos(r, arg_off(args, "n", 100));
+    rc = send_body_eos(r, arg_off(args, "n", 100));
+    apr_sleep(arg_secs(args, "after", 0));
+    return rc;
 }
 
 /* h2x-stream: a long, slow, flushed response for client resets, flow
