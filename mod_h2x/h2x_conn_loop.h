@@ -35,7 +35,9 @@
  *    the streams' output to the socket, input to the streams) - no MPM
  *    worker held while a stream runs, no thread hand-off per chunk. The
  *    session's own timers (H2OutputBuffering's hold, stream timeouts)
- *    come as a deadline, at most a second away.
+ *    come as a deadline, at most a second away. A worker running the
+ *    session parks it only after Session::PARK_AFTER (10 ms) without
+ *    news: a transfer in full flow stays where it is.
  *  - The MPM never gets the connection back (httpd 2.4 has no API for
  *    that): when the session ends, the worker closes the connection
  *    (ap_lingering_close(): pre_close hooks, TLS close_notify, lingering

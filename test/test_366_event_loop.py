@@ -27,14 +27,13 @@ server's Timeout, 10 s here) from "did not", nothing finer.
 
 import re
 import socket
-import threading
 import time
 
 import pytest
 
 from h2x.clients import curl
 from h2x.frames import ErrorCodes
-from h2x.httpd import file_content
+from h2x.httpd import ONE_CHILD, file_content
 
 pytestmark = [pytest.mark.h2]
 
@@ -247,16 +246,6 @@ def test_h2x_366_06_blocking_module_keeps_requests_off_the_loop(httpd, frame_cli
                    for ln in httpd.error_log_lines()), httpd.error_log_tail()
     finally:
         httpd.reconfigure(extra_global=_config())
-
-
-ONE_CHILD = """
-ServerLimit 1
-StartServers 1
-ThreadsPerChild 25
-MaxRequestWorkers 25
-MinSpareThreads 1
-MaxSpareThreads 50
-"""
 
 
 def test_h2x_366_07_closing_leaves_the_scoreboard_clean(httpd, frame_client):

@@ -17,16 +17,11 @@ import time
 import pytest
 
 from h2x.clients import curl
+from h2x.httpd import ONE_CHILD
 
 pytestmark = [pytest.mark.h2, pytest.mark.slow]
 
-WORKERS = """
-ServerLimit 1
-StartServers 1
-ThreadsPerChild 25
-MaxRequestWorkers 25
-MinSpareThreads 1
-MaxSpareThreads 50
+WORKERS = ONE_CHILD + """
 H2MinWorkers 1
 H2MaxWorkers 4
 H2MaxWorkerIdleSeconds 1

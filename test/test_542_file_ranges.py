@@ -24,17 +24,12 @@ import time
 import pytest
 
 from h2x.frames import ErrorCodes
+from h2x.httpd import ONE_CHILD as ONE_CHILD_MPM
 
 pytestmark = [pytest.mark.h2]
 
 BIG = 4_000_000
-ONE_CHILD = """
-ServerLimit 1
-StartServers 1
-ThreadsPerChild 25
-MaxRequestWorkers 25
-MinSpareThreads 1
-MaxSpareThreads 50
+ONE_CHILD = ONE_CHILD_MPM + """
 H2MinWorkers 1
 H2MaxWorkers 2
 Timeout 20

@@ -14,17 +14,11 @@ import time
 import pytest
 
 from h2x.clients import curl
+from h2x.httpd import ONE_CHILD
 
 pytestmark = [pytest.mark.h2]
 
-CONF = """
-ServerLimit 1
-StartServers 1
-ThreadsPerChild 25
-MaxRequestWorkers 25
-MinSpareThreads 1
-MaxSpareThreads 50
-"""
+CONF = ONE_CHILD
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -49,6 +49,16 @@ STANDARD_MODULES = DEBIAN_DEFAULT_MODULES + [
 ]
 MPMS = ("event", "worker", "prefork")
 RESUMING = "resuming normal operations"
+# One event MPM child of 25 threads: a request for /server-status meets the
+# process that serves the test's connections.
+ONE_CHILD = """
+ServerLimit 1
+StartServers 1
+ThreadsPerChild 25
+MaxRequestWorkers 25
+MinSpareThreads 1
+MaxSpareThreads 50
+"""
 
 
 class HttpdError(Exception):
