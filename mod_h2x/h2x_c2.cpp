@@ -2,6 +2,7 @@
 #include "h2x_private.h"
 #include "h2x_c2.h"
 
+#include <atomic>
 #include <cstring>
 
 #include <http_connection.h>
@@ -29,16 +30,25 @@ module *g_mpm_module;         /* the MPM, whose conn config c2 shares with c1 */
 module *g_ssl_module;         /* mod_ssl: c2 shares c1's TLS state for SSL_* vars */
 pid_t g_pid;                  /* per child: for the c2 log ids */
 
-/* RFC 9113 has 31-bit stream ids and httpd's c1 ids are small
- * (child * ThreadLimit + thread), unique among live connections. Putting
- * both into the 64-bit id, above anything a c1 can have, keeps every live
- * c2 id unique server-wide (mod_cgid keys CGI processes on it). */
-long c2_connection_id(const conn_rec *c1, std::int32_t stream_id) noexcept
+std::atomic<unsigned long> g_c2_serial{0}; /* per child: c2 connections made */
+
+/* A c2 id must differ from every other live connection's, in all children:
+ * mod_cgid's daemon (one for the server) files each CGI's pid under the
+ * id of the connection that started it, the handler asks for that pid
+ * right after the start and kills it when the request ends. c1 ids do not
+ * do: the event MPM gives a connection the number of the thread that
+ * accepted it, and that thread goes on to accept more while the first
+ * connection lives on, idle (test_580_03). So: bit 62 (above any c1 id),
+ * the child's pid (22 bits, Linux's largest pid_max) and the child's
+ * serial number of the c2 (40 bits). */
+long c2_connection_id() noexcept
 {
     static_assert(sizeof(long) >= 8, "c2 ids need a 64-bit long");
-    unsigned long id = (1UL << 62) | ((static_cast<unsigned long>(c1->id) & 0x7fffffffUL) << 31)
-                       | static_cast<unsigned long>(stream_id);
-    return static_cast<long>(id);
+    constexpr unsigned long SERIAL_BITS = 40;
+    unsigned long serial = g_c2_serial.fetch_add(1, std::memory_order_relaxed)
+                           & ((1UL << SERIAL_BITS) - 1);
+    unsigned long pid = static_cast<unsigned long>(g_pid) & ((1UL << 22) - 1);
+    return static_cast<long>((1UL << 62) | (pid << SERIAL_BITS) | serial);
 }
 
 /* Each worker thread keeps one root pool with its own allocator: a c2
@@ -101,7 +111,7 @@ conn_rec *c2_create(conn_rec *c1, std::int32_t stream_id, apr_thread_t *thread) 
     *c2 = *c1;
     c2->master = c1;
     c2->pool = pool;
-    c2->id = c2_connection_id(c1, stream_id);
+    c2->id = c2_connection_id();
     c2->conn_config = ap_create_conn_config(pool);
     c2->notes = apr_table_make(pool, 5);
     c2->input_filters = nullptr;
@@ -117,8 +127,8 @@ conn_rec *c2_create(conn_rec *c1, std::int32_t stream_id, apr_thread_t *thread) 
     c2->keepalive = AP_CONN_CLOSE;
     c2->keepalives = 1;
     c2->log = nullptr;
-    /* As mod_http2's H2_STREAM_TAG: child pid, c1 id, stream id - unique
-     * across the server's children. */
+    /* As mod_http2's H2_STREAM_TAG: child pid, c1 id, stream id. Not
+     * unique (c1 ids repeat, see c2_connection_id()); for logs. */
     c2->log_id = apr_psprintf(pool, "%" APR_PID_T_FMT "-%ld-%d", g_pid, c1->id,
                               static_cast<int>(stream_id));
     c2->current_thread = thread;

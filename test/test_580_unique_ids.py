@@ -11,6 +11,7 @@ with mod_cgi.
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -19,6 +20,7 @@ pytestmark = [pytest.mark.h2, pytest.mark.slow]
 CONNS = 2
 PER_CONN = 25
 SIZE = 100 * 1024
+ROUNDS = 6
 
 
 def _uploads(frame_client, tls=False):
@@ -59,3 +61,89 @@ def test_h2x_580_01_cgid_concurrent_uploads(httpd, frame_client, tls):
 def test_h2x_580_02_cgi_concurrent_uploads(httpd, frame_client):
     httpd.reconfigure(cgi="cgi")
     _uploads(frame_client)
+
+
+def _pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _read_pid(path, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            if text:
+                return int(text)
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no pid in {path} after {timeout}s")
+
+
+def _c1_id(c):
+    """The c1 id of this connection, from a CGI's H2_STREAM_TAG (pid-c1-stream)."""
+    sid = c.request("GET", "/cgi-bin/env.py")
+    assert c.wait_stream_end(sid, timeout=15), c.stream(sid)
+    for line in c.stream(sid).body.decode().splitlines():
+        if line.startswith("H2_STREAM_TAG="):
+            return int(line.split("=", 1)[1].split("-")[1])
+    raise AssertionError(c.stream(sid))
+
+
+def test_h2x_580_03_cgid_kills_only_its_own_script(httpd, frame_client, piddir):
+    """The event MPM gives a connection the id of the worker thread that
+    accepted it (child * ThreadLimit + thread), and that thread accepts
+    new connections while the ones it accepted earlier live on, idle: c1
+    ids repeat among live connections, and so did the c2 ids built from
+    them.  mod_cgid looks a script's pid up by connection id right after
+    starting it and kills that pid when the request ends: two streams with
+    one id starting CGIs together could each get the other's pid, and
+    ending one stream killed the other connection's CGI (whose response
+    then ended with END_STREAM, truncated: test_300_04 under ASan).
+
+    Two MPM threads, three connections: two of them share a c1 id (their
+    CGIs tell, H2_STREAM_TAG).  Rounds of: a stalled CGI on each of the
+    two at once, reset one; its script must end, the other's live on."""
+    httpd.reconfigure(cgi="cgid", extra_global=(
+        "ServerLimit 1\nStartServers 1\nThreadsPerChild 2\nMaxRequestWorkers 2\n"
+        "MinSpareThreads 1\nMaxSpareThreads 2\n"))
+    try:
+        clients = [frame_client() for _ in range(3)]
+        ids = [_c1_id(c) for c in clients]
+        pairs = [(a, b) for a in range(3) for b in range(a + 1, 3) if ids[a] == ids[b]]
+        assert pairs, f"c1 ids {ids}: two worker threads, three connections"
+        a, b = (clients[i] for i in pairs[0])
+        for rnd in range(ROUNDS):
+            paths = [os.path.join(piddir, f"own-{rnd}-{i}.pid") for i in range(2)]
+            sids = [c.request("GET", f"/cgi-bin/stall.py?n=100&s=30&pidfile={p}")
+                    for c, p in zip((a, b), paths)]
+            for c, sid in zip((a, b), sids):
+                assert c.run(lambda cl, sid=sid: len(cl.stream(sid).body) >= 100,
+                             timeout=20), c.stream(sid)
+            pids = [_read_pid(p) for p in paths]
+            victim, other = (0, 1) if rnd % 2 == 0 else (1, 0)
+            (a, b)[victim].reset(sids[victim])
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and _pid_alive(pids[victim]):
+                time.sleep(0.1)
+            (a, b)[other].run(timeout=0.3)
+            assert not _pid_alive(pids[victim]), \
+                f"round {rnd}: the reset stream's CGI lives on (pids {pids}, the other's " \
+                f"alive: {_pid_alive(pids[other])}): {(a, b)[victim].stream(sids[victim])!r}"
+            assert _pid_alive(pids[other]), \
+                f"round {rnd}: the other connection's CGI was killed: " \
+                f"{(a, b)[other].stream(sids[other])!r}"
+            assert not (a, b)[other].stream(sids[other]).ended, \
+                (a, b)[other].stream(sids[other])
+            (a, b)[other].reset(sids[other])
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and _pid_alive(pids[other]):
+                time.sleep(0.1)
+            assert not _pid_alive(pids[other])
+    finally:
+        httpd.reconfigure(cgi="cgid")
