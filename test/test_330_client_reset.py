@@ -16,7 +16,7 @@ from typing import List
 
 import pytest
 
-from core_helpers import read_http1_head
+from core_helpers import pid_alive, read_http1_head, read_pidfile
 from h2x.frames import ErrorCodes
 
 WORKERS = 2
@@ -34,37 +34,14 @@ def _server(httpd):
     yield
 
 
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _wait_pid(path, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(path) as f:
-                text = f.read().strip()
-            if text:
-                return int(text)
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"no pid in {path} after {timeout}s")
-
-
 def _wait_gone(pids, timeout=GONE_WITHIN):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in pids if _alive(p)]
+        alive = [p for p in pids if pid_alive(p)]
         if not alive:
             return []
         time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if pid_alive(p)]
 
 
 def _start_slow(c, piddir, n):
@@ -76,8 +53,8 @@ def _start_slow(c, piddir, n):
         pids.append(path)
     assert c.run(lambda c: all(b"chunk 0" in c.stream(s).body for s in sids), timeout=15), \
         [c.stream(s) for s in sids]
-    pids = [_wait_pid(p) for p in pids]
-    assert all(_alive(p) for p in pids)
+    pids = [read_pidfile(p) for p in pids]
+    assert all(pid_alive(p) for p in pids)
     return sids, pids
 
 
@@ -207,7 +184,7 @@ def test_h2x_330_06_silent_cgi_freed_within_3s(httpd, frame_client, piddir, cgi,
         path = os.path.join(piddir, f"silent-{cgi}-{how}.pid")
         sid = c.request("GET", f"{SILENT}&pidfile={path}")
         assert c.run(lambda cl: len(cl.stream(sid).body) >= 100, timeout=15), c.stream(sid)
-        pid = _wait_pid(path)
+        pid = read_pidfile(path)
         time.sleep(0.3)                    # the worker is blocked on the silent CGI now
         t0 = _client_ends(c, sid, how)
         left = _wait_gone([pid], timeout=SILENT_GONE_WITHIN[cgi] + 2)

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from core_helpers import pid_alive, read_pidfile
+
 pytestmark = [pytest.mark.h2, pytest.mark.slow]
 
 CONNS = 2
@@ -63,28 +65,6 @@ def test_h2x_580_02_cgi_concurrent_uploads(httpd, frame_client):
     _uploads(frame_client)
 
 
-def _pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _read_pid(path, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(path) as f:
-                text = f.read().strip()
-            if text:
-                return int(text)
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"no pid in {path} after {timeout}s")
-
-
 def _c1_id(c):
     """The c1 id of this connection, from a CGI's H2_STREAM_TAG (pid-c1-stream)."""
     sid = c.request("GET", "/cgi-bin/env.py")
@@ -125,25 +105,25 @@ def test_h2x_580_03_cgid_kills_only_its_own_script(httpd, frame_client, piddir):
             for c, sid in zip((a, b), sids):
                 assert c.run(lambda cl, sid=sid: len(cl.stream(sid).body) >= 100,
                              timeout=20), c.stream(sid)
-            pids = [_read_pid(p) for p in paths]
+            pids = [read_pidfile(p, timeout=15) for p in paths]
             victim, other = (0, 1) if rnd % 2 == 0 else (1, 0)
             (a, b)[victim].reset(sids[victim])
             deadline = time.monotonic() + 8
-            while time.monotonic() < deadline and _pid_alive(pids[victim]):
+            while time.monotonic() < deadline and pid_alive(pids[victim]):
                 time.sleep(0.1)
             (a, b)[other].run(timeout=0.3)
-            assert not _pid_alive(pids[victim]), \
+            assert not pid_alive(pids[victim]), \
                 f"round {rnd}: the reset stream's CGI lives on (pids {pids}, the other's " \
-                f"alive: {_pid_alive(pids[other])}): {(a, b)[victim].stream(sids[victim])!r}"
-            assert _pid_alive(pids[other]), \
+                f"alive: {pid_alive(pids[other])}): {(a, b)[victim].stream(sids[victim])!r}"
+            assert pid_alive(pids[other]), \
                 f"round {rnd}: the other connection's CGI was killed: " \
                 f"{(a, b)[other].stream(sids[other])!r}"
             assert not (a, b)[other].stream(sids[other]).ended, \
                 (a, b)[other].stream(sids[other])
             (a, b)[other].reset(sids[other])
             deadline = time.monotonic() + 8
-            while time.monotonic() < deadline and _pid_alive(pids[other]):
+            while time.monotonic() < deadline and pid_alive(pids[other]):
                 time.sleep(0.1)
-            assert not _pid_alive(pids[other])
+            assert not pid_alive(pids[other])
     finally:
         httpd.reconfigure(cgi="cgid")
