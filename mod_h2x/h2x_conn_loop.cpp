@@ -29,7 +29,7 @@
 
 namespace h2x {
 
-enum class LoopState { OUT, PENDING, IDLE, TURN, WORKER, LINGER, GRAVE };
+enum class LoopState { OUT, PENDING, IDLE, WAIT, TURN, WORKER, LINGER, GRAVE };
 
 /* Why a connection goes to an MPM worker: to run its session, or to be
  * closed (ended, expired, or the child stops). */
@@ -45,10 +45,14 @@ struct LoopEntry {
     int fd;
     LoopState state;
     HandOff why;
-    apr_time_t deadline;    /* IDLE: KeepAliveTimeout ends; LINGER: give up;
-                             * GRAVE: the pool may go */
+    apr_time_t deadline;    /* IDLE: KeepAliveTimeout ends; WAIT: the next
+                             * turn at the latest; LINGER: give up; GRAVE:
+                             * the pool may go */
     apr_time_t suspended_at; /* when the MPM suspended it (on_suspend()) */
-    LoopEntry *prev, *next; /* its list (idle or linger), oldest first */
+    LoopEntry *prev, *next; /* its list (idle, waiting, ...), oldest first */
+    bool woken;             /* its streams had news since its last turn began */
+    bool in_ready;          /* in the ready stack */
+    LoopEntry *ready_next;
 };
 
 namespace {
@@ -66,6 +70,9 @@ struct Loop {
     List linger;            /* LINGER entries, in the order they closed */
     List grave;             /* GRAVE entries, closed, their pools still kept */
     List busy;              /* WORKER entries (for an ungraceful stop) */
+    List waiting;           /* WAIT entries, any order */
+    LoopEntry *ready = nullptr; /* WAIT entries to run now (news, or due) */
+    apr_time_t wait_due = 0;    /* no WAIT deadline before this (0: none) */
     bool stopping = false;  /* under mutex: graceful stop, adopt no more */
     bool quit = false;      /* under mutex: the child's pool goes */
 };
@@ -139,6 +146,72 @@ void poke(Loop *l) noexcept
     uint64_t one = 1;
     ssize_t w = ::write(l->evfd, &one, sizeof(one));
     (void)w;
+}
+
+/* Under the mutex: `e` to be run by the loop thread soon. */
+void ready_push(Loop *l, LoopEntry *e) noexcept
+{
+    if (!e->in_ready) {
+        e->in_ready = true;
+        e->ready_next = l->ready;
+        l->ready = e;
+    }
+}
+
+/* Under the mutex. */
+void ready_remove(Loop *l, LoopEntry *e) noexcept
+{
+    if (!e->in_ready) {
+        return;
+    }
+    for (LoopEntry **p = &l->ready; *p; p = &(*p)->ready_next) {
+        if (*p == e) {
+            *p = e->ready_next;
+            break;
+        }
+    }
+    e->in_ready = false;
+    e->ready_next = nullptr;
+}
+
+/* Under the mutex: `e`, its socket in the epoll set, waits for its
+ * streams' news (or the client) until `deadline`. True when the loop
+ * thread must be poked to see it in time (news came already, or the
+ * deadline is earlier than any it knows). */
+bool park_locked(Loop *l, LoopEntry *e, apr_time_t deadline) noexcept
+{
+    e->state = LoopState::WAIT;
+    e->deadline = deadline;
+    list_append(&l->waiting, e);
+    bool earlier = !l->wait_due || deadline < l->wait_due;
+    if (earlier) {
+        l->wait_due = deadline;
+    }
+    if (e->woken) {
+        ready_push(l, e);
+    }
+    return earlier || e->woken;
+}
+
+/* Mplx::Waker, on a thread that holds one of the connection's tasks (under
+ * the Mplx's lock: the connection and its entry live): news for a
+ * connection whose session parked. */
+void waker(void *arg) noexcept
+{
+    auto *e = static_cast<LoopEntry *>(arg);
+    Loop *l = g_loop;
+    bool push;
+    {
+        std::lock_guard<std::mutex> lock(l->mutex);
+        e->woken = true;
+        push = e->state == LoopState::WAIT && !e->in_ready;
+        if (push) {
+            ready_push(l, e);
+        }
+    }
+    if (push) {
+        poke(l);
+    }
 }
 
 /* The entry's socket joins the epoll set (readable, or the peer's
@@ -262,6 +335,28 @@ void linger_read(Loop *l, LoopEntry *e) noexcept
     }
 }
 
+/* An MPM worker, its session parked (WAITING): back into the loop, which
+ * runs the session's next turn itself. False: it cannot; close it. */
+bool park_from_worker(LoopEntry *e, apr_time_t deadline) noexcept
+{
+    Loop *l = g_loop;
+    /* Into the epoll set first: once the entry is WAIT, the loop thread
+     * may run it (and take it out of the set) at any time. */
+    if (!watch(l, e)) {
+        return false;
+    }
+    bool wake;
+    {
+        std::lock_guard<std::mutex> lock(l->mutex);
+        list_remove(&l->busy, e);
+        wake = park_locked(l, e, deadline);
+    }
+    if (wake) {
+        poke(l);
+    }
+    return true;
+}
+
 /* An MPM worker, from the timed callback: run, expire or close the
  * session the loop gave up. */
 void worker_callback(void *baton) noexcept
@@ -283,9 +378,16 @@ void worker_callback(void *baton) noexcept
     c->current_thread = nullptr;
 #endif
     c->sbh = e->sbh;
+    {
+        std::lock_guard<std::mutex> lock(g_loop->mutex);
+        e->woken = false;
+    }
     ctx->in_run = true;
-    RunResult result = session->run(true, false);
+    RunResult result = session->run(true, false, true);
     ctx->in_run = false;
+    if (result == RunResult::WAITING && park_from_worker(e, session->wait_deadline())) {
+        return; /* the loop's now: hands off */
+    }
     if (result != RunResult::YIELDED || !ConnLoop::adopt(c, false)) {
         close_connection(e);
     }
@@ -326,11 +428,19 @@ void turn(Loop *l, LoopEntry *e, apr_thread_t *self) noexcept
         if (e->state == LoopState::LINGER) {
             linger = true;
         }
+        else if (e->state == LoopState::WAIT) {
+            /* While the turn runs, it is in the idle list as any TURN. */
+            list_remove(&l->waiting, e);
+            list_append(&l->idle, e);
+            e->state = LoopState::TURN;
+            e->woken = false;
+        }
         else if (e->state != LoopState::IDLE) {
             return;
         }
         else {
             e->state = LoopState::TURN;
+            e->woken = false;
         }
     }
     if (linger) {
@@ -347,9 +457,15 @@ void turn(Loop *l, LoopEntry *e, apr_thread_t *self) noexcept
     c->current_thread = self;
     c->sbh = e->sbh;
     ctx->in_run = true;
-    RunResult result = session->run(true, true);
+    RunResult result = session->run(true, true, true);
     ctx->in_run = false;
     switch (result) {
+    case RunResult::WAITING: {
+        std::lock_guard<std::mutex> lock(l->mutex);
+        list_remove(&l->idle, e);
+        park_locked(l, e, session->wait_deadline()); /* this thread looks next */
+        return;
+    }
     case RunResult::YIELDED: {
         std::lock_guard<std::mutex> lock(l->mutex);
         e->state = LoopState::IDLE;
@@ -423,6 +539,48 @@ apr_time_t sweep(Loop *l, List *list, apr_time_t now, bool full) noexcept
     }
 }
 
+/* Loop thread: WAIT entries past their deadline go on the ready stack. */
+void sweep_waiting(Loop *l, apr_time_t now) noexcept
+{
+    std::lock_guard<std::mutex> lock(l->mutex);
+    if (!l->wait_due || now < l->wait_due) {
+        return;
+    }
+    apr_time_t next = 0;
+    for (LoopEntry *e = l->waiting.head; e; e = e->next) {
+        if (e->deadline <= now) {
+            ready_push(l, e);
+        }
+        else if (!next || e->deadline < next) {
+            next = e->deadline;
+        }
+    }
+    l->wait_due = next;
+}
+
+/* Loop thread: turns for the parked sessions that had news (or are due),
+ * at most `max` of them before the loop looks at its sockets again. */
+void run_ready(Loop *l, apr_thread_t *self, int max) noexcept
+{
+    for (int i = 0; i < max; ++i) {
+        LoopEntry *e;
+        {
+            std::lock_guard<std::mutex> lock(l->mutex);
+            e = l->ready;
+            if (!e) {
+                return;
+            }
+            l->ready = e->ready_next;
+            e->in_ready = false;
+            e->ready_next = nullptr;
+            if (e->state != LoopState::WAIT) {
+                continue; /* turned since, from its socket */
+            }
+        }
+        turn(l, e, self);
+    }
+}
+
 void *APR_THREAD_FUNC loop_run(apr_thread_t *self, void *) noexcept
 {
     Loop *l = g_loop;
@@ -435,7 +593,15 @@ void *APR_THREAD_FUNC loop_run(apr_thread_t *self, void *) noexcept
         if (next_due && next_due < until) {
             until = next_due;
         }
-        int ms = until > now ? static_cast<int>((until - now + 999) / 1000) : 0;
+        bool ready;
+        {
+            std::lock_guard<std::mutex> lock(l->mutex);
+            ready = l->ready != nullptr;
+            if (l->wait_due && l->wait_due < until) {
+                until = l->wait_due;
+            }
+        }
+        int ms = ready || until <= now ? 0 : static_cast<int>((until - now + 999) / 1000);
         int n = epoll_wait(l->epfd, evs, MAX_EVENTS, ms);
         bool stop_now = false;
         for (int i = 0; i < n; ++i) {
@@ -452,6 +618,9 @@ void *APR_THREAD_FUNC loop_run(apr_thread_t *self, void *) noexcept
         if (stop_now) {
             break;
         }
+        now = apr_time_now();
+        sweep_waiting(l, now);
+        run_ready(l, self, MAX_EVENTS);
         now = apr_time_now();
         bool full = now >= next_full;
         if (full) {
@@ -561,7 +730,7 @@ void ConnLoop::child_stopping(bool graceful) noexcept
              * (close_worker_sockets()): a session blocked on a worker (a
              * WebSocket, a long download) sees its socket end, and the
              * child can exit. */
-            for (List *list : {&l->busy, &l->idle, &l->linger}) {
+            for (List *list : {&l->busy, &l->idle, &l->waiting, &l->linger}) {
                 for (LoopEntry *e = list->head; e; e = e->next) {
                     ::shutdown(e->fd, SHUT_RDWR);
                 }
@@ -600,6 +769,10 @@ apr_status_t entry_cleanup(void *data) noexcept
         epoll_ctl(l->epfd, EPOLL_CTL_DEL, e->fd, nullptr);
         list_remove(&l->linger, e);
         break;
+    case LoopState::WAIT:
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, e->fd, nullptr);
+        list_remove(&l->waiting, e);
+        break;
     case LoopState::GRAVE:
         list_remove(&l->grave, e);
         break;
@@ -609,6 +782,7 @@ apr_status_t entry_cleanup(void *data) noexcept
     case LoopState::OUT:
         break;
     }
+    ready_remove(l, e);
     e->state = LoopState::OUT;
     return APR_SUCCESS;
 }
@@ -693,6 +867,7 @@ bool ConnLoop::adopt(conn_rec *c, bool from_mpm) noexcept
         e->state = LoopState::OUT;
         ctx->loop_entry = e;
         apr_pool_pre_cleanup_register(c->pool, e, entry_cleanup);
+        ctx->session->set_loop_waker(waker, e);
     }
     {
         std::lock_guard<std::mutex> lock(l->mutex);

@@ -20,12 +20,22 @@
  *    serve the quick ones on this thread (h2x_c2_inline.h), write. A turn
  *    that ends idle leaves the connection where it is: no epoll_ctl, no
  *    thread hand-off per request.
- *  - A turn that would wait (a stream handed to a worker, output the
- *    socket cannot take now, H2OutputBuffering's hold) returns
- *    NEEDS_THREAD: the loop takes the socket out of its set and hands the
- *    connection to an MPM worker with ap_mpm_register_timed_callback(0),
- *    which runs the session as c1_run() does, blocking as it needs, and
- *    adopts it again when it is idle once more.
+ *  - A turn that has to do what may block (start requests that are not
+ *    quick, write more than the socket takes now) returns NEEDS_THREAD:
+ *    the loop takes the socket out of its set and hands the connection to
+ *    an MPM worker with ap_mpm_register_timed_callback(0), which runs the
+ *    session as c1_run() does, and gives it back to the loop when it is
+ *    idle once more - or when it only waits for its streams.
+ *  - A session whose streams are in progress (a CGI, a proxy, a gRPC or
+ *    WebSocket stream on the h2x workers) and that has nothing to do but
+ *    wait for them parks instead of sleeping on a thread (WAITING,
+ *    Mplx::c1_park()): its socket stays in the set, the first news of its
+ *    streams calls the loop's waker, which puts it on the ready stack and
+ *    pokes the loop, and the loop thread runs the next turn itself (moves
+ *    the streams' output to the socket, input to the streams) - no MPM
+ *    worker held while a stream runs, no thread hand-off per chunk. The
+ *    session's own timers (H2OutputBuffering's hold, stream timeouts)
+ *    come as a deadline, at most a second away.
  *  - The MPM never gets the connection back (httpd 2.4 has no API for
  *    that): when the session ends, the worker closes the connection
  *    (ap_lingering_close(): pre_close hooks, TLS close_notify, lingering
@@ -46,17 +56,22 @@
  *          suspended it yet (adopt() from c1_run(), until the MPM's
  *          suspend_connection hook)
  *   IDLE   in the epoll set and the idle list
- *   TURN   the loop thread runs its turn (left in the set and the list)
+ *   WAIT   parked, streams in progress: in the epoll set and the waiting
+ *          list, on the ready stack once its streams had news or its
+ *          deadline passed
+ *   TURN   the loop thread runs its turn (in the set and the idle list)
  *   WORKER handed to an MPM worker (timed callback pending or running),
  *          in the busy list
  *   LINGER closing: in the epoll set and the linger list, what the client
  *          still sends is read and dropped
  *   GRAVE  closed, its pool kept a little longer (SUSPEND_GRACE)
  * Transitions: adopt() OUT -> PENDING (the MPM's thread), the hook
- * PENDING -> IDLE; the loop IDLE -> TURN -> IDLE, or -> WORKER (taken
- * out of the set first); the worker WORKER -> IDLE (adopt()) or -> LINGER
- * (its session ended); the loop LINGER -> GRAVE or gone, GRAVE -> gone
- * (the pool destroyed).
+ * PENDING -> IDLE; the loop IDLE/WAIT -> TURN -> IDLE or WAIT, or ->
+ * WORKER (taken out of the set first); the worker WORKER -> IDLE
+ * (adopt()), -> WAIT (parked) or -> LINGER (its session ended); the loop
+ * LINGER -> GRAVE or gone, GRAVE -> gone (the pool destroyed). `woken`
+ * (news since the turn began) closes the gap between a session parking
+ * and its entry becoming WAIT.
  *
  * owner: the loop (epoll set, eventfd, thread) is per child, made at
  *   child_init, stopped and joined in a cleanup of the child's pool; a

@@ -87,6 +87,7 @@ bool Mplx::c1_attach() noexcept
     std::lock_guard<std::mutex> lock(lock_);
     pollset_ = ps;
     sock_polled_ = false;
+    parked_ = nullptr; /* running again: news is looked at before any wait */
     return true;
 }
 
@@ -113,9 +114,28 @@ void Mplx::c1_detach() noexcept
  * it. c1 sleeps only while attached. */
 void Mplx::wake_locked() noexcept
 {
-    if (c1_sleeping_ && pollset_ && pending_.empty() && done_.empty()) {
+    if (!pending_.empty() || !done_.empty()) {
+        return; /* told already */
+    }
+    if (c1_sleeping_ && pollset_) {
         apr_pollset_wakeup(pollset_);
     }
+    else if (parked_) {
+        Waker waker = parked_;
+        parked_ = nullptr;
+        waker(parked_arg_);
+    }
+}
+
+bool Mplx::c1_park(Waker waker, void *arg) noexcept
+{
+    std::lock_guard<std::mutex> lock(lock_);
+    if (!pending_.empty() || !done_.empty()) {
+        return false;
+    }
+    parked_ = waker;
+    parked_arg_ = arg;
+    return true;
 }
 
 void Mplx::signal(std::int32_t id) noexcept

@@ -33,6 +33,13 @@
  * belongs to the c1 thread (it lives as long as that thread), and
  * c1_detach() takes it out of reach under lock_.
  *
+ * Parked (the event loop, h2x_conn_loop.h): instead of sleeping on a
+ * thread, c1 may park with a waker (c1_park(), checked under lock_ like
+ * the sleep): the first news into an empty set then calls the waker, once,
+ * under lock_ (so the waker must not block nor call into this Mplx), and
+ * the next c1_attach() unparks. The waker's argument must live as long as
+ * the Mplx.
+ *
  * owner: the c1 Session (std::unique_ptr), created in the c1 pool.
  * thread: signal()/c2_done() from any thread holding a task's ticket (or
  *         c1); everything c1_* on c1 only.
@@ -79,6 +86,11 @@ class Mplx {
     /* c1: sleep until the socket is readable, news arrives, or `timeout`
      * passes. Returns true when the socket is readable. */
     bool c1_wait(apr_interval_time_t timeout) noexcept;
+    /* c1, instead of c1_wait(): the next news calls waker(arg) (once, on a
+     * thread holding a ticket, under lock_). False when news is already
+     * waiting: not parked, look at it now. */
+    using Waker = void (*)(void *arg);
+    bool c1_park(Waker waker, void *arg) noexcept;
     /* c1: block until every started c2 task has reported done; after it,
      * no other thread touches this Mplx or a stream's task and beams. */
     void c1_join_all() noexcept;
@@ -97,6 +109,8 @@ class Mplx {
     std::vector<std::int32_t> done_;    /* under lock_ */
     int running_ = 0;                   /* under lock_: tickets out (tasks not yet done) */
     bool c1_sleeping_ = false;          /* under lock_: c1 is in (or entering) poll */
+    Waker parked_ = nullptr;            /* under lock_: c1_park()'s waker, until used */
+    void *parked_arg_ = nullptr;        /* under lock_ */
 };
 
 } // namespace h2x

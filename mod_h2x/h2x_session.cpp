@@ -1722,13 +1722,14 @@ apr_interval_time_t Session::next_hold_end(apr_time_t now) const noexcept
     return next;
 }
 
-RunResult Session::run(bool may_suspend, bool on_loop) noexcept
+RunResult Session::run(bool may_suspend, bool on_loop, bool park) noexcept
 {
     if (!mplx_->c1_attach()) {
         teardown();
         return RunResult::CLOSED;
     }
     on_loop_ = on_loop;
+    park_ = park && loop_waker_;
     loop_blocked_ = false;
     loop_written_ = 0;
     RunResult result = run_attached(may_suspend);
@@ -1837,6 +1838,16 @@ RunResult Session::run_attached(bool may_suspend) noexcept
         apr_interval_time_t held = next_hold_end(apr_time_now());
         if (held >= 0) {
             wait = std::min<apr_interval_time_t>(wait, std::max<apr_interval_time_t>(held, 100));
+        }
+        if (park_) {
+            /* Wait in the event loop, not on a thread: the streams' news
+             * wakes it (through the Mplx), so does the client; the loop
+             * runs the next turn by wait_deadline() at the latest. */
+            if (mplx_->c1_park(loop_waker_, loop_waker_arg_)) {
+                wait_deadline_ = apr_time_now() + wait;
+                return RunResult::WAITING;
+            }
+            continue; /* news came in meanwhile */
         }
         if (on_loop_) {
             /* The event loop does not wait for one connection. */

@@ -38,9 +38,13 @@ enum class SessionState { INIT, BUSY, IDLE, DRAINING, FINISHED };
 enum class RunResult {
     CLOSED,    /* the session is over; the connection closes */
     YIELDED,   /* idle: the MPM watches the connection and calls again */
-    NEEDS_THREAD, /* on the event loop: the session must wait for something
-                   * (a worker's stream, a full socket): run it on a thread
-                   * that may block (h2x_conn_loop.h) */
+    NEEDS_THREAD, /* on the event loop: the session must do something that
+                   * may block (start requests, write to a full socket): run
+                   * it on a thread that may (h2x_conn_loop.h) */
+    WAITING,   /* parked (run() with `park`): streams are in progress and
+                * there is nothing to do until their news (the loop's waker,
+                * Mplx::c1_park()), the client's next bytes, or
+                * wait_deadline() */
 };
 
 class Session {
@@ -54,8 +58,22 @@ class Session {
      * MPM), until it has no stream left (idle: YIELDED). `on_loop`: on the
      * event loop's thread (h2x_conn_loop.h), which must not block: where
      * the session would wait, or write more than the socket takes now, it
-     * returns NEEDS_THREAD instead. */
-    RunResult run(bool may_suspend, bool on_loop) noexcept;
+     * returns NEEDS_THREAD instead. `park` (the loop, or a worker running
+     * the session for it): where the session would wait for its streams,
+     * it parks with the loop's waker and returns WAITING. */
+    RunResult run(bool may_suspend, bool on_loop, bool park = false) noexcept;
+    /* The event loop's waker for this connection (set once, when the loop
+     * first takes it; `arg` lives as long as the connection). */
+    void set_loop_waker(Mplx::Waker waker, void *arg) noexcept
+    {
+        loop_waker_ = waker;
+        loop_waker_arg_ = arg;
+    }
+    /* After run() returned WAITING: when to run it again at the latest. */
+    apr_time_t wait_deadline() const noexcept
+    {
+        return wait_deadline_;
+    }
     /* Idle: when KeepAliveTimeout ends. */
     apr_time_t idle_deadline() const noexcept
     {
@@ -219,6 +237,10 @@ class Session {
      * at once; loop_blocked_: write_output() stopped for that. */
     bool on_loop_ = false;
     bool loop_blocked_ = false;
+    bool park_ = false;             /* run() with park */
+    Mplx::Waker loop_waker_ = nullptr;
+    void *loop_waker_arg_ = nullptr;
+    apr_time_t wait_deadline_ = 0;  /* WAITING: the next turn at the latest */
     std::size_t loop_written_ = 0;  /* bytes written in this turn */
     int loop_sndbuf_ = 0;           /* the socket's SO_SNDBUF, last read */
     /* A turn on the loop writes at most this much, then goes to a thread. */

@@ -18,7 +18,8 @@ that has to wait.  What a client sees must not change:
   module whose request hooks may block keeps requests off the loop
   thread (_06); connections the loop closes leave no MPM thread's
   scoreboard slot marked closing (_07); a request logged after its
-  connection went idle in the loop counts in server-status (_08).
+  connection went idle in the loop counts in server-status (_08);
+  connections whose streams are in progress hold no MPM thread (_09).
 
 Timing bounds are generous; they tell "waited for the stalled client" (the
 server's Timeout, 10 s here) from "did not", nothing finer.
@@ -312,5 +313,56 @@ def test_h2x_366_08_every_request_counts(httpd, frame_client):
         time.sleep(1)
         # the status request before counts too, the one after not yet
         assert accesses() - before == n + 1
+    finally:
+        httpd.reconfigure(extra_global=_config())
+
+
+FEW_THREADS = """
+ServerLimit 1
+StartServers 1
+ThreadsPerChild 4
+MaxRequestWorkers 4
+MinSpareThreads 1
+MaxSpareThreads 4
+H2MaxWorkers 16
+<Location /h2x/stream>
+    SetHandler h2x-stream
+</Location>
+"""
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_h2x_366_09_streams_hold_no_mpm_thread(httpd, frame_client, tls):
+    """Connections whose streams are in progress wait in the loop, not on
+    MPM threads: with 4 MPM threads, 6 connections each streaming a slow
+    response (a chunk every 100 ms for 4 s) leave room for a new
+    connection, served within a second or two, and every stream gets all
+    its chunks, each ended with END_STREAM."""
+    httpd.reconfigure(extra_global=_config(FEW_THREADS))
+    try:
+        busy = []
+        for i in range(6):
+            c = frame_client(tls=tls)
+            sid = c.request("GET", "/1k.txt")  # then idle: the loop has it
+            assert c.wait_stream_end(sid, timeout=5)
+            busy.append(c)
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        sids = [c.request("GET", "/h2x/stream?count=40&size=100&ms=100") for c in busy]
+        for c, sid in zip(busy, sids):
+            assert c.run(lambda c, sid=sid: len(c.stream(sid).body) > 0, timeout=5)
+        assert time.monotonic() - t0 < 3.5  # all six are streaming at once
+        newc = frame_client(tls=tls)
+        t1 = time.monotonic()
+        sid = newc.request("GET", "/1k.txt")
+        assert newc.wait_stream_end(sid, timeout=10)
+        took = time.monotonic() - t1
+        assert newc.stream(sid).status == 200
+        assert took < 2.0, f"a new connection waited {took:.1f} s for an MPM thread"
+        for c, sid in zip(busy, sids):
+            assert c.wait_stream_end(sid, timeout=15)
+            s = c.stream(sid)
+            assert s.status == 200 and s.ended_by == "END_STREAM", s
+            assert len(s.body) == 40 * 100
     finally:
         httpd.reconfigure(extra_global=_config())
