@@ -1839,6 +1839,16 @@ RunResult Session::run_attached(bool may_suspend) noexcept
         if (held >= 0) {
             wait = std::min<apr_interval_time_t>(wait, std::max<apr_interval_time_t>(held, 100));
         }
+        if (park_ && !on_loop_) {
+            /* A worker: while the streams' news comes quickly (a transfer
+             * in full flow), go on here; park only after PARK_AFTER with
+             * nothing to do - each parking costs a hand-off back. */
+            apr_time_t t0 = apr_time_now();
+            bool readable = mplx_->c1_wait(std::min(wait, PARK_AFTER));
+            if (readable || apr_time_now() - t0 < PARK_AFTER) {
+                continue;
+            }
+        }
         if (park_) {
             /* Wait in the event loop, not on a thread: the streams' news
              * wakes it (through the Mplx), so does the client; the loop

@@ -245,6 +245,9 @@ class Session {
     int loop_sndbuf_ = 0;           /* the socket's SO_SNDBUF, last read */
     /* A turn on the loop writes at most this much, then goes to a thread. */
     static constexpr std::size_t LOOP_TURN_MAX = 256 * 1024;
+    /* A worker running the session for the loop parks it after this long
+     * without news (run() with park). */
+    static constexpr apr_interval_time_t PARK_AFTER = 10 * 1000;
     IdleEntry idle_;                /* parked by park_idle(), see run_attached() */
     apr_time_t last_blocked_check_ = 0;
     apr_bucket_brigade *in_bb_ = nullptr;
