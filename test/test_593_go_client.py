@@ -151,9 +151,12 @@ def test_h2x_593_01_concurrent_gets_one_connection(server, h2client, env, tls):
         assert_ok(r, file_content(size))
         assert r["header"].get("Content-Length") == [str(size)], _brief(r)
         assert r["conns"] == [conn], f"not on the warm-up connection {conn}: {_brief(r)}"
-    # They were in flight together (Go did not serialize them).
-    first_end = min(r["end_ms"] for r in results)
-    assert sum(r["start_ms"] < first_end for r in results) > 1
+    # Some were in flight together (Go did not serialize them).  Not
+    # "several started before the first ended": under ASan a small first
+    # response came back before Go's other goroutines had started theirs.
+    overlapping = sum(1 for i, a in enumerate(results) for b in results[i + 1:]
+                      if a["start_ms"] < b["end_ms"] and b["start_ms"] < a["end_ms"])
+    assert overlapping > 0, [(r["start_ms"], r["end_ms"]) for r in results]
 
 
 # -- 2: uploads ---------------------------------------------------------------
