@@ -39,6 +39,7 @@ from server import (MODULES, REPO, TEST_SO, Server, make_cert, pattern_bytes,  #
 
 sys.path.insert(0, os.path.join(REPO, "test"))
 from h2x.frames import FrameClient, error_name  # noqa: E402  (on python3-h2's hpack, hyperframe)
+from core_helpers import pid_alive  # noqa: E402
 
 TIMEOUT = 2                       # httpd's Timeout in this setup
 MAX_STREAMS = 20                  # H2MaxSessionStreams in this setup
@@ -189,7 +190,7 @@ def reset_slow_cgi(server, tls, ctx) -> Outcome:
         gone_after = None
         while pid is not None and time.monotonic() - t0 < 5:
             c.run(lambda cl: False, 0.1)          # keep reading (WINDOW_UPDATE, PING)
-            if not _alive(pid):
+            if not pid_alive(pid):
                 gone_after = time.monotonic() - t0
                 break
         if pid is None:
@@ -222,14 +223,6 @@ def over_max_streams(server, tls, ctx) -> Outcome:
     finally:
         c.close()
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 CASES = [
